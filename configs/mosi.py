@@ -1,0 +1,185 @@
+r"""MIRD on CMU-MOSI (MMSA `unaligned_50.pkl` features), the base config every other file edits.
+
+  python run.py --config=configs/mosi.py --workdir=$HOME/runs/mosi
+  python run.py --config=configs/mosi.py:smoke --workdir=/tmp/mosi_smoke   # tiny, CPU
+
+Every key the code reads is defined here with its default; the code reads them by
+attribute, and the config is locked, so a misspelled key fails. Defaults follow the public
+MIRD code (../shared/spec/mird_reference.md) except where design.md fixes a defect; those
+places say so.
+"""
+
+import ml_collections
+
+ConfigDict = ml_collections.ConfigDict
+
+
+def _data() -> ConfigDict:
+  d = ConfigDict()
+  d.name = "cmu_mosi"  # TFDS builder: cmu_mosi | cmu_mosei | synthetic_mosi.
+  d.format = "mmsa"  # Raw file format: mmsa (aligned_50/unaligned_50.pkl) | mird.
+  d.file = "unaligned_50.pkl"  # Labelled file, looked up in manual_dir.
+  d.unlabeled_file = ""  # Unlabelled pool (MIRD flat dict) in manual_dir; "" = none.
+  d.data_dir = ""  # TFDS data_dir; "" = <workdir>/tfds.
+  d.manual_dir = ""  # Where the user put the raw files; "" = <data_dir>/downloads/manual.
+  d.metric_dataset = "mosi"  # Which metric suite: mosi | mosei | sims.
+  d.label_min = -3.0
+  d.label_max = 3.0
+  # Padded lengths and feature dims are fixed per dataset so the step compiles once.
+  d.text_len = 50
+  d.audio_len = 375  # MOSI unaligned COVAREP frames.
+  d.audio_dim = 5
+  d.vision_len = 500  # MOSI unaligned Facet frames.
+  d.vision_dim = 20
+  d.batch_size = 48  # Global labelled batch, split over all devices of all hosts.
+  d.eval_batch_size = 128  # Eval batches are padded with a mask, never dropped.
+  d.unlabeled_ratio = 2.0  # Unlabelled draws per step = ratio * batch_size; 0 = none.
+  d.worker_count = 0  # grain worker processes; 0 reads in the main process.
+  d.prefetch = 2  # Batches prefetched by grain's read threads.
+  return d
+
+
+def _bert() -> ConfigDict:
+  b = ConfigDict()
+  # Local directory with config.json + model.safetensors + tokenizer files, or a hub id
+  # (resolved through the transformers cache only when the user has network).
+  b.path = "bert-base-uncased"
+  b.pretrained = True  # False: random init with the `random` sizes below.
+  b.random = ConfigDict()  # Architecture used when pretrained is False.
+  b.random.vocab_size = 30522
+  b.random.hidden_size = 768
+  b.random.num_layers = 12
+  b.random.num_heads = 12
+  b.random.intermediate_size = 3072
+  b.random.max_position = 512
+  b.random.type_vocab_size = 2
+  b.hidden_dropout = 0.1  # BERT's own dropouts (hidden and attention probabilities).
+  b.attention_dropout = 0.1
+  return b
+
+
+def _model() -> ConfigDict:
+  m = ConfigDict()
+  m.d_z = 64  # Size of z_s, z_l, z_a, z_v.
+  m.lstm_hidden = 64  # Audio/vision encoder LSTM width.
+  m.decoder_hidden = 128  # Reconstruction decoder LSTM width.
+  m.regressor_hidden = 64
+  m.fusion = "wsa"  # wsa (sparsemax word-wise alignment) | wa (softmax).
+  m.beta_shift = 1.0  # WSA norm-ratio scale: alpha = min(|e| / |h| * beta_shift, 1).
+  m.constraint = "mim"  # mim (CLUB MI minimisation) | orthogonal | none: the NC/OC/MIM ablation.
+  # Both BERTs start from the same weights; True makes them one module (one set of params).
+  m.share_bert = False
+  m.text_recon_target = "vocab_logits"  # vocab_logits (faithful) | bert_embeddings (cheap).
+  m.latent_dropout = 0.5  # After each BERT's pooled output.
+  m.fusion_dropout = 0.5  # Inside WSA, after its LayerNorm.
+  m.regressor_dropout = 0.5
+  m.dtype = "float32"  # Compute dtype (bfloat16 for TPU/GPU); params stay float32.
+  return m
+
+
+def _club() -> ConfigDict:
+  c = ConfigDict()
+  # Width of each mu/logvar net's hidden layer. The public code passes 32 and halves it.
+  c.hidden = 16
+  c.steps = 5  # Estimator updates per main update; 0 freezes the estimators.
+  c.lr = 1e-3  # Adam, no weight decay.
+  # True recomputes the latents with fresh dropout for each estimator update (the public
+  # code's costly way); False reuses the step's stop-gradient latents.
+  c.refresh_latents = False
+  return c
+
+
+def _loss() -> ConfigDict:
+  l = ConfigDict()
+  l.task = "mse"  # mse | l1, on labelled examples only.
+  # log: sum of log(term) for task and reconstructions plus the weighted MI/orthogonality
+  # terms (the public code); weighted: sum of weight * term for every term.
+  l.combine = "log"
+  l.log_eps = 1e-8  # log(term + eps) keeps a zero loss finite.
+  # Weight 0 removes a term and its compute.
+  l.w_task = 1.0
+  l.w_recon_text = 1.0
+  l.w_recon_audio = 1.0
+  l.w_recon_vision = 1.0
+  l.w_mi = 1.0  # Each of the six CLUB upper bounds (constraint=mim).
+  l.w_orthogonal = 1.0  # Each shared/specific pair (constraint=orthogonal).
+  return l
+
+
+def _optim() -> ConfigDict:
+  o = ConfigDict()
+  # Ordered (full-match regex on the "a/b/kernel" parameter path, group); first match wins
+  # and every parameter must match one rule.
+  o.groups = (
+      (r"(bert_l|bert_s|bert)/.*", "bert"),
+      (r"club_.*", "club"),
+      (r".*", "main"),
+  )
+  o.bert_lr = 1e-5  # AdamW peak learning rates (public code: 1e-5 for everything).
+  o.main_lr = 1e-5
+  o.weight_decay = 0.01  # bert and main, never on biases or LayerNorm.
+  o.b1 = 0.9
+  o.b2 = 0.999
+  o.eps = 1e-6  # transformers' AdamW default, which the public code used.
+  # Linear warmup over this fraction of all steps, then linear decay to 0 (the public code
+  # swaps the scheduler's arguments and ramps up over the whole run; we do not).
+  o.warmup_frac = 0.1
+  o.grad_clip = 0.0  # Global-norm clip for bert+main; 0 disables (the public code has none).
+  return o
+
+
+def _train() -> ConfigDict:
+  t = ConfigDict()
+  t.epochs = 100
+  t.patience = 20  # Early stopping: epochs without validation improvement.
+  t.select_metric = "MAE"  # Validation metric for model selection (any key of the suite).
+  t.select_mode = "min"  # min | max.
+  t.log_every_steps = 20
+  t.keep_checkpoints = 2  # "latest" checkpoints kept; the best one is kept separately.
+  t.distributed = False  # True calls jax.distributed.initialize() (TPU pods, GPU clusters).
+  return t
+
+
+def get_config(arg: str | None = None) -> ConfigDict:
+  config = ConfigDict()
+  config.seed = 0
+  config.num_seeds = 5  # Multi-seed runs use seeds seed .. seed+num_seeds-1, mean +- std.
+  config.data = _data()
+  config.bert = _bert()
+  config.model = _model()
+  config.club = _club()
+  config.loss = _loss()
+  config.optim = _optim()
+  config.train = _train()
+  if arg == "smoke":
+    apply_smoke(config)
+  elif arg:
+    raise ValueError(f"unknown config variant {arg!r} for configs/mosi.py; expected smoke")
+  return config
+
+
+def apply_smoke(config: ConfigDict) -> None:
+  """Shrinks a config to seconds on one CPU: tiny random BERT, short sequences."""
+  config.bert.pretrained = False
+  config.bert.random.vocab_size = 512
+  config.bert.random.hidden_size = 32
+  config.bert.random.num_layers = 2
+  config.bert.random.num_heads = 2
+  config.bert.random.intermediate_size = 64
+  config.bert.random.max_position = 64
+  config.data.text_len = 16
+  config.data.audio_len = 24
+  config.data.vision_len = 20
+  config.data.batch_size = 8
+  config.data.eval_batch_size = 16
+  config.data.unlabeled_ratio = 1.0
+  config.model.d_z = 16
+  config.model.lstm_hidden = 16
+  config.model.decoder_hidden = 16
+  config.model.regressor_hidden = 16
+  config.club.hidden = 8
+  config.club.steps = 2
+  config.train.epochs = 2
+  config.train.patience = 2
+  config.train.log_every_steps = 1
+  config.num_seeds = 2

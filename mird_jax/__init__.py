@@ -1,0 +1,1 @@
+"""mird-jax: MIRD (and the MIB family) for multimodal sentiment analysis in JAX/Flax."""

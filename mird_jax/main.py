@@ -1,0 +1,35 @@
+"""What run.py calls: sets up the process, records the config, dispatches on the mode."""
+
+import json
+import pathlib
+
+from absl import logging
+import jax
+import ml_collections
+
+MODES = ("train", "eval", "predict")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> None:
+  if mode not in MODES:
+    raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
+  if config.train.distributed:
+    jax.distributed.initialize()
+  logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
+               jax.process_count(), jax.local_devices())
+  workdir_path = pathlib.Path(workdir)
+  workdir_path.mkdir(parents=True, exist_ok=True)
+  if mode == "train":
+    if jax.process_index() == 0:
+      write_config(config, workdir_path / "config.json")
+    logging.warning("MIRD training is not implemented yet (issue 5): config recorded in %s, "
+                    "nothing trained.", workdir_path / "config.json")
+  else:
+    raise NotImplementedError(f"--mode={mode} needs trained checkpoints (issue 5)")
+
+
+def write_config(config: ml_collections.ConfigDict, path: pathlib.Path) -> None:
+  """Writes the resolved config as JSON, atomically so a crash leaves no half file."""
+  tmp = path.with_suffix(".json.tmp")
+  tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+  tmp.replace(path)

@@ -1,0 +1,62 @@
+r"""Entry point: parses flags and hands off to mird_jax. The only file that defines flags.
+
+  python run.py --config=configs/mosi.py --workdir=DIR [--mode=train|eval|predict]
+  python run.py --config=configs/mosi.py:smoke --workdir=DIR --config.seed=3
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from mird_jax import main as mird_main
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, optionally with a variant: configs/mosi.py:smoke.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for data, checkpoints and results (outside the repo).")
+_MODE = flags.DEFINE_enum("mode", "train", mird_main.MODES, "What to run.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _last_line(text: str) -> str:
+  return [line for line in str(text).strip().splitlines() if line.strip()][-1].strip()
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags and loads the config now, so bad input stops in one line before any work."""
+  try:
+    args = flags.FLAGS(argv)
+    _CONFIG.value.seed  # pylint: disable=pointless-statement  # Forces the lazy load.
+  except flags.Error as e:  # Unknown --mode, missing flags, bad values, a failing get_config.
+    sys.exit(f"run.py: {_first_line(e)}: {_last_line(e)}" if "\n" in str(e) else f"run.py: {e}")
+  except OSError as e:  # Config file missing or unreadable.
+    sys.exit(f"run.py: --config={flags.FLAGS['config'].config_filename}: cannot load it: "
+             f"{_last_line(e)}")
+  except (KeyError, AttributeError) as e:  # A --config.* override names no key.
+    msg = e
+    while isinstance(msg, BaseException) and msg.args:
+      msg = msg.args[0]
+    key, _, hint = str(msg).partition("\n")
+    key = key.strip("'\"")
+    given = [a.split("=")[0] for a in argv
+             if a.startswith("--config.") and a.split("=")[0].rsplit(".", 1)[-1] == key]
+    where = given[0] if given else "a --config.* override"
+    sys.exit(f"run.py: {where}: the config has no key {key!r}. {hint}".strip())
+  return args
+
+
+def _first_line(text) -> str:
+  return str(text).strip().splitlines()[0].rstrip(":")
+
+
+def _main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+
+
+if __name__ == "__main__":
+  app.run(_main, flags_parser=_parse_flags)

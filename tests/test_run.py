@@ -1,0 +1,47 @@
+"""run.py as a user runs it: bad input stops in one clear line before any work."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(*args, cwd=REPO):
+  env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+  return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/nope.py"], "--config=configs/nope.py: cannot load it: .*No such file"),
+    (["--config=configs/mosi.py", "--config.data.batchsize=3"],
+     "--config.data.batchsize: the config has no key 'batchsize'. Did you mean \"batch_size\""),
+    (["--config=configs/mosi.py", "--config.nope=1"], "--config.nope: the config has no key"),
+    (["--config=configs/mosi.py", "--mode=fit"], "--mode=fit: value should be one of"),
+    (["--config=configs/mosi.py:smok"], "unknown config variant 'smok'"),
+    (["--config=configs/mosi.py", "--config.data.batch_size=abc"],
+     "--config.data.batch_size=abc"),
+])
+def test_bad_input_stops_in_one_line(tmp_path, args, message):
+  workdir = tmp_path / "w"
+  proc = _run(*args, f"--workdir={workdir}")
+  assert proc.returncode != 0
+  lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+  assert len(lines) == 1, lines
+  assert lines[0].startswith("run.py: ")
+  assert re.search(message, lines[0]), lines[0]
+  assert not workdir.exists(), "bad input must stop before any work"
+
+
+def test_train_records_the_resolved_config(tmp_path):
+  proc = _run("--config=configs/mosi.py:smoke", "--config.seed=7", f"--workdir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr
+  written = json.loads((tmp_path / "config.json").read_text())
+  assert written["seed"] == 7
+  assert written["bert"]["random"]["hidden_size"] == 32  # The smoke variant was applied.
