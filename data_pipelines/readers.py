@@ -1,0 +1,124 @@
+"""Readers for the public feature files (../shared/spec/data_formats.md) into canonical splits.
+
+Formats:
+- mmsa: MMSA `aligned_50.pkl` / `unaligned_50.pkl` (MOSI, MOSEI) and `unaligned_39.pkl`
+  (SIMS): {train, valid, test} -> {text_bert, raw_text, audio, vision, audio_lengths,
+  vision_lengths, id, regression_labels, ...}.
+- mird: the MIRD code's layout: {train, valid, test} -> {raw_text, audio, video, labels};
+  no lengths (derived from the zero back-padding) and no ids (numbered).
+- pool: a flat unlabelled dict in either key convention (MIRD's EmoVoxCeleb file is
+  {raw_text, audio, video}).
+All of them are pickles: load only files the user names.
+"""
+
+import dataclasses
+
+from absl import logging
+import numpy as np
+
+from data_pipelines import checks
+from data_pipelines import example
+from data_pipelines import text
+
+SPLITS = ("train", "valid", "test")
+FORMATS = ("mmsa", "mird")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadSpec:
+  """What the config expects of a file; None fields are taken from the file."""
+  dims: example.Dims = example.Dims()
+  label_min: float = -3.0
+  label_max: float = 3.0
+  vocab_size: int | None = None
+
+  @classmethod
+  def from_config(cls, config) -> "ReadSpec":
+    vocab = None if config.bert.pretrained else config.bert.random.vocab_size
+    return cls(example.Dims.from_config(config.data), config.data.label_min,
+               config.data.label_max, vocab)
+
+
+def detect_format(obj) -> str:
+  """mmsa | mird | pool | mag (MAG-BERT/MIB lists, not readable here) | unknown."""
+  if not isinstance(obj, dict):
+    return "unknown"
+  if all(isinstance(obj.get(s), dict) for s in SPLITS):
+    first = obj["train"]
+    if "vision" in first:
+      return "mmsa"
+    if "video" in first:
+      return "mird"
+  if all(isinstance(obj.get(s), list) for s in ("train", "dev", "test")):
+    return "mag"
+  if "audio" in obj and ("video" in obj or "vision" in obj):
+    return "pool"
+  return "unknown"
+
+
+def _frames(raw, key, n, t, d, at):
+  arr = checks.array(raw[key], checks.where(at, key=key), 3)
+  if n is not None:
+    checks.check_count(arr, n, checks.where(at, key=key))
+  checks.check_dim(arr, 1, t, checks.where(at, key=key), "padded length")
+  checks.check_dim(arr, 2, d, checks.where(at, key=key), "feature dim")
+  return checks.zero_non_finite(arr)
+
+
+def canonical_split(raw: dict, path, split: str, spec: ReadSpec, tokenizer, labelled: bool):
+  """One split (or pool) of either key convention -> (canonical arrays, stats)."""
+  at = checks.where(path, split)
+  vision_key = "vision" if "vision" in raw else "video"
+  label_key = "regression_labels" if "regression_labels" in raw else "labels"
+  checks.require_keys(raw, ["audio", vision_key] + ([label_key] if labelled else []), at)
+  dims = spec.dims
+  audio, bad_a = _frames(raw, "audio", None, dims.audio_len, dims.audio_dim, at)
+  n = audio.shape[0]
+  vision, bad_v = _frames(raw, vision_key, n, dims.vision_len, dims.vision_dim, at)
+  out = {
+      "audio": audio,
+      "audio_len": checks.lengths(raw.get("audio_lengths"), audio,
+                                  checks.where(path, split, "audio_lengths")),
+      "vision": vision,
+      "vision_len": checks.lengths(raw.get("vision_lengths"), vision,
+                                   checks.where(path, split, "vision_lengths")),
+  }
+  fields, source = text.choose(raw, n, tokenizer, dims.text_len, at, spec.vocab_size)
+  out.update(fields)
+  if labelled:
+    out["label"] = checks.labels(raw[label_key], n, spec.label_min, spec.label_max,
+                                 checks.where(path, split, label_key))
+  else:
+    out["label"] = np.zeros(n, np.float32)
+  out["id"] = (checks.unique_ids(raw["id"], n, checks.where(path, split, "id")) if "id" in raw
+               else np.array([example.positional_id(split, i) for i in range(n)], object))
+  stats = {"n": n, "text_source": source, "non_finite": {"audio": bad_a, "vision": bad_v}}
+  if bad_a or bad_v:
+    logging.warning("%s: replaced non-finite feature values by 0: audio %d, vision %d", at,
+                    bad_a, bad_v)
+  return out, stats
+
+
+def read_labelled(path, spec: ReadSpec, tokenizer=None, fmt: str | None = None):
+  """Reads an MMSA or MIRD labelled file -> ({split: canonical}, {split: stats}, format)."""
+  obj = checks.load_pickle(path)
+  found = detect_format(obj)
+  if found not in FORMATS:
+    keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+    raise checks.DataError(f"{path}: not a labelled MMSA or MIRD file (format detected: "
+                           f"{found}; top level: {keys}); expected keys {list(SPLITS)}")
+  if fmt is not None and found != fmt:
+    raise checks.fail(str(path), f"data.format={fmt!r}", f"a {found!r} file")
+  splits, stats = {}, {}
+  for name in SPLITS:
+    splits[name], stats[name] = canonical_split(obj[name], path, name, spec, tokenizer, True)
+  return splits, stats, found
+
+
+def read_pool(path, spec: ReadSpec, tokenizer=None):
+  """Reads a flat unlabelled pool -> (canonical arrays, stats)."""
+  obj = checks.load_pickle(path)
+  if detect_format(obj) != "pool":
+    raise checks.fail(str(path), "a flat unlabelled dict with 'audio' and 'video' or "
+                      "'vision'", f"format {detect_format(obj)!r}")
+  return canonical_split(obj, path, "unlabeled", spec, tokenizer, False)
