@@ -65,11 +65,16 @@ def _frames(raw, key, n, t, d, at):
   return checks.zero_non_finite(arr)
 
 
-def canonical_split(raw: dict, path, split: str, spec: ReadSpec, tokenizer, labelled: bool):
-  """One split (or pool) of either key convention -> (canonical arrays, stats)."""
+_KEYS = {"mmsa": ("vision", "regression_labels"), "mird": ("video", "labels")}
+
+
+def canonical_split(raw: dict, path, split: str, spec: ReadSpec, tokenizer, labelled: bool,
+                    fmt: str | None = None):
+  """One split (or pool) -> (canonical arrays, stats); fmt None takes either key convention."""
   at = checks.where(path, split)
-  vision_key = "vision" if "vision" in raw else "video"
-  label_key = "regression_labels" if "regression_labels" in raw else "labels"
+  if fmt is None:
+    fmt = "mmsa" if "vision" in raw else "mird"
+  vision_key, label_key = _KEYS[fmt]
   checks.require_keys(raw, ["audio", vision_key] + ([label_key] if labelled else []), at)
   dims = spec.dims
   audio, bad_a = _frames(raw, "audio", None, dims.audio_len, dims.audio_dim, at)
@@ -111,7 +116,8 @@ def read_labelled(path, spec: ReadSpec, tokenizer=None, fmt: str | None = None):
     raise checks.fail(str(path), f"data.format={fmt!r}", f"a {found!r} file")
   splits, stats = {}, {}
   for name in SPLITS:
-    splits[name], stats[name] = canonical_split(obj[name], path, name, spec, tokenizer, True)
+    splits[name], stats[name] = canonical_split(obj[name], path, name, spec, tokenizer, True,
+                                               found)
   return splits, stats, found
 
 

@@ -1,0 +1,130 @@
+"""grain input pipeline over TFDS data sources: train, unlabelled and eval streams.
+
+Every stream is a pure function of (seed, epoch or step), so the order never depends on
+hidden state: a restored run reads exactly the batches an uninterrupted one would.
+- Train: a fresh seeded global shuffle per epoch, truncated to whole global batches, each
+  host reading only positions h, h+H, ... of it (grain slicing), batched to static shapes.
+  Mid-epoch position = grain's iterator state, saved in the checkpoint with (epoch).
+- Unlabelled: for step s, batch_u examples drawn at random from the pool with a key
+  derived from (seed, s), each host reading its share.
+- Eval: the split padded to whole global batches; padded rows carry mask 0, so every
+  example counts exactly once.
+The set of examples in a global batch does not depend on the number of hosts.
+"""
+
+import grain
+import numpy as np
+
+from data_pipelines import example
+from mird_jax import parallel
+
+_UNLABELED_STREAM = 1  # Seed-stream tags, so train and unlabelled draws never coincide.
+_TRAIN_STREAM = 2
+
+
+def _derive(*ints: int) -> int:
+  return int(np.random.SeedSequence([int(i) for i in ints]).generate_state(1)[0])
+
+
+_DTYPES = {"text_ids": np.int32, "text_mask": np.int32, "text_type": np.int32,
+           "audio": np.float32, "audio_len": np.int32, "vision": np.float32,
+           "vision_len": np.int32, "label": np.float32}
+assert tuple(_DTYPES) == example.NUMERIC_KEYS
+
+
+def decode(ex) -> dict[str, np.ndarray]:
+  """A data-source record -> canonical numpy fields (TFDS hands scalars back as Python)."""
+  out = {k: np.asarray(ex[k], dtype) for k, dtype in _DTYPES.items()}
+  out["id"] = ex["id"].decode() if isinstance(ex["id"], bytes) else str(ex["id"])
+  return out
+
+
+def read_options(data_config) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=max(1, data_config.prefetch),
+                           prefetch_buffer_size=max(1, data_config.prefetch))
+
+
+def to_device(host_batches, mesh):
+  """Host batches -> global jax.Arrays sharded on the `data` axis (ids stay on the host)."""
+  for batch in host_batches:
+    yield parallel.to_global(batch, mesh)
+
+
+class _Host:
+  """Which share of every global batch this host reads."""
+
+  def __init__(self, global_batch: int, process_index: int, process_count: int):
+    if global_batch % process_count:
+      raise ValueError(f"batch {global_batch} does not split over {process_count} hosts")
+    self.index, self.count = process_index, process_count
+    self.per_host = global_batch // process_count
+
+
+class TrainStream:
+  """Labelled training batches; `iterator(epoch, state)` resumes mid-epoch."""
+
+  def __init__(self, source, global_batch: int, seed: int, read_options: grain.ReadOptions,
+               process_index: int = 0, process_count: int = 1):
+    self.source, self.global_batch, self.seed = source, global_batch, seed
+    self.host = _Host(global_batch, process_index, process_count)
+    self.steps_per_epoch = len(source) // global_batch
+    if self.steps_per_epoch < 1:
+      raise ValueError(f"the train split has {len(source)} examples, fewer than one global "
+                       f"batch (data.batch_size={global_batch})")
+    self.read_options = read_options
+
+  def dataset(self, epoch: int) -> grain.MapDataset:
+    ds = grain.MapDataset.source(self.source).shuffle(seed=_derive(self.seed, _TRAIN_STREAM,
+                                                                  epoch))
+    ds = ds[:self.steps_per_epoch * self.global_batch][self.host.index::self.host.count]
+    return ds.map(decode).batch(self.host.per_host, drop_remainder=True)
+
+  def iterator(self, epoch: int, state: dict | None = None):
+    it = iter(self.dataset(epoch).to_iter_dataset(self.read_options))
+    if state is not None:
+      it.set_state(state)
+    return it
+
+
+class UnlabeledStream:
+  """Random unlabelled batches, a pure function of the step."""
+
+  def __init__(self, source, global_batch: int, seed: int, read_options: grain.ReadOptions,
+               process_index: int = 0, process_count: int = 1):
+    self.source, self.global_batch, self.seed = source, global_batch, seed
+    self.host = _Host(global_batch, process_index, process_count)
+    self.read_options = read_options
+
+  def indices(self, step: int) -> np.ndarray:
+    """This host's pool indices at `step` (without replacement when the pool is big enough)."""
+    rng = np.random.default_rng(_derive(self.seed, _UNLABELED_STREAM, step))
+    n = len(self.source)
+    drawn = rng.choice(n, size=self.global_batch, replace=self.global_batch > n)
+    return drawn[self.host.index::self.host.count]
+
+  def _batch(self, step: int) -> dict[str, np.ndarray]:
+    rows = [decode(self.source[int(i)]) for i in self.indices(step)]
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    del batch["label"]  # Unlabelled: nothing may read a label here.
+    return batch
+
+  def iterator(self, start_step: int):
+    ds = grain.MapDataset.range(start_step, 2**62).map(self._batch)
+    return iter(ds.to_iter_dataset(self.read_options))
+
+
+def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
+                 process_index: int = 0, process_count: int = 1):
+  """This host's padded eval batches, each with `mask` (1 real, 0 padding)."""
+  host = _Host(global_batch, process_index, process_count)
+  n = len(source)
+  padded = -(-n // global_batch) * global_batch
+
+  def read(i):
+    ex = decode(source[int(i) % n])
+    ex["mask"] = np.float32(i < n)
+    if i >= n:
+      ex["id"] = ""
+    return ex
+  ds = grain.MapDataset.range(padded)[host.index::host.count].map(read)
+  return iter(ds.batch(host.per_host).to_iter_dataset(read_options))

@@ -1,0 +1,107 @@
+r"""Inspects a feature file: format, splits, dims, lengths, labels, non-finite values, SHA-256.
+
+  python -m data_pipelines.verify PATH [--tokenizer DIR]
+
+PATH is unpickled: pickles run code when loaded, so only pass files you trust.
+"""
+
+import argparse
+import hashlib
+import pathlib
+import sys
+
+import numpy as np
+
+from data_pipelines import checks
+from data_pipelines import readers
+from data_pipelines import text
+
+# SHA-256 of the public MMSA releases (../shared/spec/data_formats.md).
+KNOWN_SHA256 = {
+    "78e0f8b5ef8ff71558e7307848fc1fa929ecb078203f565ab22b9daab2e02524":
+        "MMSA MOSI/Processed/unaligned_50.pkl",
+    "d3994fd25681f9c7ad6e9c6596a6fe9b4beb85ff7d478ba978b124139002e5f9":
+        "MMSA MOSI/Processed/aligned_50.pkl",
+    "ad8b23d50557045e7d47959ce6c5b955d8d983f2979c7d9b7b9226f6dd6fec1f":
+        "MMSA MOSEI/Processed/unaligned_50.pkl",
+    "45eccfb748a87c80ecab9bfac29582e7b1466bf6605ff29d3b338a75120bf791":
+        "MMSA MOSEI/Processed/aligned_50.pkl",
+    "c9e20c13ec0454d98bb9c1e520e490c75146bfa2dfeeea78d84de047dbdd442f":
+        "MMSA SIMS/Processed/unaligned_39.pkl",
+}
+
+
+def sha256(path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _summary(v: np.ndarray) -> str:
+  return f"min {v.min()}, median {np.median(v):g}, max {v.max()}"
+
+
+def _describe_split(name, split, stats, labelled) -> list[str]:
+  lines = [f"split {name}: {stats['n']} examples"]
+  tokens = split["text_mask"].sum(1)
+  lines.append(f"  text: T={split['text_ids'].shape[1]} (from {stats['text_source']}), "
+               f"tokens {_summary(tokens)}")
+  for m in ("audio", "vision"):
+    _, t, d = split[m].shape
+    lines.append(f"  {m}: T={t} d={d}, lengths {_summary(split[f'{m}_len'])}, "
+                 f"non-finite values {stats['non_finite'][m]}")
+  if labelled:
+    y = split["label"]
+    classes, counts = np.unique(np.round(np.clip(y, -3, 3)).astype(int), return_counts=True)
+    hist = ", ".join(f"{c:+d}: {k}" for c, k in zip(classes, counts))
+    lines.append(f"  labels: {_summary(y)}, exactly 0: {int((y == 0).sum())}; "
+                 f"rounded histogram {{{hist}}}")
+  return lines
+
+
+def describe(path, tokenizer=None, label_range=(-3.0, 3.0)) -> list[str]:
+  path = pathlib.Path(path)
+  digest = sha256(path)
+  lines = [f"file: {path} ({path.stat().st_size} bytes)",
+           f"sha256: {digest} ({KNOWN_SHA256.get(digest, 'matches no known public file')})"]
+  obj = checks.load_pickle(path)
+  fmt = readers.detect_format(obj)
+  lines.append(f"format: {fmt}")
+  spec = readers.ReadSpec(label_min=label_range[0], label_max=label_range[1])
+  if fmt in readers.FORMATS:
+    for name in readers.SPLITS:
+      split, stats = readers.canonical_split(obj[name], path, name, spec, tokenizer, True,
+                                             fmt)
+      lines += _describe_split(name, split, stats, True)
+  elif fmt == "pool":
+    split, stats = readers.canonical_split(obj, path, "unlabeled", spec, tokenizer, False)
+    lines += _describe_split("unlabeled (flat pool)", split, stats, False)
+  elif fmt == "mag":
+    lines.append("MAG-BERT/MIB layout (lists of ((words, visual, acoustic), label, segment)): "
+                 "recognised, not readable by the mird-jax readers; counts: " +
+                 ", ".join(f"{s} {len(obj[s])}" for s in ("train", "dev", "test")))
+  else:
+    raise checks.DataError(f"{path}: not a supported feature file (top level: "
+                           f"{type(obj).__name__})")
+  return lines
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("path")
+  parser.add_argument("--tokenizer", default="", help="tokenizer dir, for raw_text-only files")
+  parser.add_argument("--label_range", type=float, nargs=2, default=(-3.0, 3.0))
+  args = parser.parse_args(argv)
+  try:
+    lines = describe(args.path, text.load_tokenizer(args.tokenizer), tuple(args.label_range))
+  except (checks.DataError, FileNotFoundError) as e:
+    print(f"verify: {e}", file=sys.stderr)
+    return 1
+  print("\n".join(lines))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,42 @@
+"""Data parallelism: one mesh axis `data` over every device of every host (design.md, 6).
+
+Params are replicated and batches sharded on `data`; `jax.jit` with these shardings is what
+`pmap` used to be.
+"""
+
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
+
+AXIS = "data"
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  devices = list(devices) if devices is not None else jax.devices()
+  return jax.make_mesh((len(devices),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
+
+
+def batch_sharding(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(AXIS))
+
+
+def replicated(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_size(global_batch: int, mesh, what: str) -> int:
+  """The per-host share of a global batch; fails if it does not split over devices/hosts."""
+  n_dev, n_proc = mesh.devices.size, jax.process_count()
+  if global_batch <= 0 or global_batch % n_dev or global_batch % n_proc:
+    raise ValueError(f"{what}={global_batch} must be a positive multiple of the device count "
+                     f"({n_dev}) and of the host count ({n_proc})")
+  return global_batch // n_proc
+
+
+def to_global(host_batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+  """This host's rows of a batch -> global arrays sharded on `data` (strings stay behind)."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v)
+          for k, v in host_batch.items() if v.dtype.kind in "biuf"}

@@ -1,0 +1,124 @@
+"""Input pipeline: exact coverage, host sharding, determinism, resume from an Orbax checkpoint."""
+
+import collections
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import demo
+from data_pipelines import input_pipeline
+from data_pipelines import tfds_builders
+from mird_jax import parallel
+
+OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
+
+
+@pytest.fixture(name="sources", scope="module")
+def _sources(tmp_path_factory):
+  config = demo.get_config("smoke")
+  config.data.synthetic.n_valid = 21  # Not a multiple of any batch size used below.
+  return tfds_builders.prepare(config, tmp_path_factory.mktemp("pipeline"))
+
+
+def _ids(batches):
+  return [list(b["id"]) for b in batches]
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 4])
+def test_eval_counts_every_example_once(sources, hosts):
+  source = sources["valid"]
+  seen = collections.Counter()
+  for h in range(hosts):
+    for batch in input_pipeline.eval_batches(source, 8, OPTIONS, h, hosts):
+      assert batch["audio"].shape[0] == 8 // hosts  # Static shapes, padded.
+      for i, m in zip(batch["id"], batch["mask"]):
+        if m:
+          seen[i] += 1
+        else:
+          assert i == ""
+  assert len(seen) == len(source) == 21 and set(seen.values()) == {1}
+
+
+def test_train_epoch_shuffles_per_epoch_and_covers_whole_batches(sources):
+  stream = input_pipeline.TrainStream(sources["train"], 16, seed=5, read_options=OPTIONS)
+  e0, e1 = list(stream.iterator(0)), list(stream.iterator(1))
+  assert len(e0) == stream.steps_per_epoch == len(sources["train"]) // 16
+  flat0 = sum(_ids(e0), [])
+  assert len(set(flat0)) == len(flat0)  # No repeats within an epoch.
+  assert flat0 != sum(_ids(e1), [])  # A different order each epoch ...
+  assert _ids(e0) == _ids(stream.iterator(0))  # ... and the same order for the same epoch.
+  other_seed = input_pipeline.TrainStream(sources["train"], 16, seed=6, read_options=OPTIONS)
+  assert _ids(other_seed.iterator(0)) != _ids(e0)
+  assert e0[0]["label"].dtype == np.float32 and e0[0]["audio_len"].dtype == np.int32
+
+
+def test_global_batches_do_not_depend_on_host_count(sources):
+  one = list(input_pipeline.TrainStream(sources["train"], 16, 5, OPTIONS).iterator(2))
+  hosts = [list(input_pipeline.TrainStream(sources["train"], 16, 5, OPTIONS, h, 4).iterator(2))
+           for h in range(4)]
+  for step, batch in enumerate(one):
+    shares = [set(hosts[h][step]["id"]) for h in range(4)]
+    assert all(len(s) == 4 for s in shares)
+    assert set.union(*shares) == set(batch["id"]) and sum(map(len, shares)) == 16
+
+
+def test_unlabeled_stream_is_a_function_of_the_step(sources):
+  stream = input_pipeline.UnlabeledStream(sources["unlabeled"], 8, 5, OPTIONS)
+  it = stream.iterator(0)
+  first = [next(it) for _ in range(4)]
+  again = stream.iterator(2)
+  assert list(next(again)["id"]) == list(first[2]["id"])
+  assert list(first[0]["id"]) != list(first[1]["id"])
+  assert "label" not in first[0] and len(set(first[0]["id"])) == 8
+  halves = [input_pipeline.UnlabeledStream(sources["unlabeled"], 8, 5, OPTIONS, h, 2)
+            for h in range(2)]
+  union = [*next(halves[0].iterator(3))["id"], *next(halves[1].iterator(3))["id"]]
+  assert sorted(union) == sorted(first[3]["id"])
+
+
+def test_resume_mid_epoch_from_an_orbax_checkpoint(sources, tmp_path):
+  stream = input_pipeline.TrainStream(sources["train"], 8, seed=1, read_options=OPTIONS)
+  it = stream.iterator(epoch=1)
+  for _ in range(2):
+    next(it)
+  mngr = ocp.CheckpointManager(tmp_path / "ckpt")
+  mngr.save(7, args=ocp.args.Composite(data=ocp.args.JsonSave(
+      {"epoch": 1, "iterator": it.get_state()})))
+  mngr.wait_until_finished()
+  expected = [next(it) for _ in range(3)]
+
+  restored = ocp.CheckpointManager(tmp_path / "ckpt").restore(
+      7, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"]
+  resumed = input_pipeline.TrainStream(sources["train"], 8, seed=1, read_options=OPTIONS)
+  it2 = resumed.iterator(restored["epoch"], restored["iterator"])
+  for want in expected:
+    got = next(it2)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_batches_arrive_sharded_on_the_data_axis(sources):
+  mesh = parallel.make_mesh()
+  host = next(input_pipeline.TrainStream(sources["train"], 16, 0, OPTIONS).iterator(0))
+  batch = next(input_pipeline.to_device(iter([host]), mesh))
+  assert "id" not in batch
+  audio = batch["audio"]
+  assert isinstance(audio, jax.Array) and audio.shape == host["audio"].shape
+  assert audio.sharding == parallel.batch_sharding(mesh)
+  assert {s.data.shape[0] for s in audio.addressable_shards} == {2}  # 16 rows / 8 devices.
+  np.testing.assert_array_equal(np.asarray(audio), host["audio"])
+
+
+def test_batch_sizes_that_do_not_split_are_named():
+  mesh = parallel.make_mesh()
+  with pytest.raises(ValueError, match=r"data.batch_size=12 must be a positive multiple of "
+                                       r"the device count \(8\)"):
+    parallel.check_batch_size(12, mesh, "data.batch_size")
+
+
+def test_too_small_train_split(sources):
+  with pytest.raises(ValueError, match=r"fewer than one global batch \(data.batch_size=4096\)"):
+    input_pipeline.TrainStream(sources["train"], 4096, 0, OPTIONS)

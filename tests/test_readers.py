@@ -1,0 +1,141 @@
+"""Readers: exact values from the public layouts, and a named error for every bad input."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+from conftest import SMALL
+from data_pipelines import checks
+from data_pipelines import example
+from data_pipelines import readers
+from data_pipelines import synthetic
+from data_pipelines import text
+
+DIMS = example.Dims(SMALL["text_len"], SMALL["audio_len"], SMALL["audio_dim"],
+                    SMALL["vision_len"], SMALL["vision_dim"])
+SPEC = readers.ReadSpec(DIMS, vocab_size=SMALL["vocab_size"])
+
+
+@pytest.fixture(name="raw")
+def _raw(synthetic_dir):
+  with open(synthetic_dir / "unaligned_50.pkl", "rb") as f:
+    return pickle.load(f)
+
+
+def _dump(obj, path):
+  with open(path, "wb") as f:
+    pickle.dump(obj, f, protocol=4)
+  return path
+
+
+def test_mmsa_values_round_trip(synthetic_dir, raw):
+  splits, stats, fmt = readers.read_labelled(synthetic_dir / "unaligned_50.pkl", SPEC)
+  assert fmt == "mmsa"
+  for name in readers.SPLITS:
+    got, want = splits[name], raw[name]
+    assert stats[name]["n"] == len(want["id"]) and stats[name]["text_source"] == "text_bert"
+    np.testing.assert_array_equal(got["text_ids"], want["text_bert"][:, 0])
+    np.testing.assert_array_equal(got["text_mask"], want["text_bert"][:, 1])
+    np.testing.assert_array_equal(got["audio_len"], want["audio_lengths"])
+    np.testing.assert_array_equal(got["label"], want["regression_labels"])
+    np.testing.assert_array_equal(got["id"], want["id"])
+    finite = np.isfinite(want["audio"])
+    np.testing.assert_array_equal(got["audio"][finite], want["audio"][finite])
+    assert np.all(got["audio"][~finite] == 0)
+    assert stats[name]["non_finite"]["audio"] == (~finite).sum() > 0
+    for key, (shape, dtype) in DIMS.shapes().items():
+      assert got[key].shape[1:] == shape and got[key].dtype == dtype, key
+
+
+def test_config_dim_mismatch_names_everything(synthetic_dir):
+  spec = readers.ReadSpec(example.Dims(16, 24, 74, 20, 20))  # MOSEI's 74-d audio.
+  with pytest.raises(checks.DataError) as e:
+    readers.read_labelled(synthetic_dir / "unaligned_50.pkl", spec)
+  msg = str(e.value)
+  for part in ("unaligned_50.pkl", "split 'train'", "key 'audio'", "feature dim 74", "found 5"):
+    assert part in msg, msg
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d["valid"].pop("vision"), r"split 'valid'.*missing \['vision'\]"),
+    (lambda d: d["train"]["audio_lengths"].__setitem__(2, 0),
+     r"split 'train', key 'audio_lengths': expected lengths in \[1, 24\], found 0 at index 2"),
+    (lambda d: d["test"]["vision_lengths"].__setitem__(0, 21), r"key 'vision_lengths'.*found 21"),
+    (lambda d: d["train"]["regression_labels"].__setitem__(1, 3.5),
+     r"key 'regression_labels': expected labels in \[-3, 3\], found 3.5 at index 1"),
+    (lambda d: d["valid"]["id"].__setitem__(1, d["valid"]["id"][0]),
+     r"split 'valid', key 'id': expected unique ids, found 1 repeated"),
+    (lambda d: d["train"].__setitem__("vision", d["train"]["vision"][:-1]),
+     r"key 'vision': expected 40 examples"),
+    (lambda d: d["test"].__setitem__("text_bert", d["test"]["text_bert"][:, :2]),
+     r"key 'text_bert': expected shape \(N, 3, T\)"),
+    (lambda d: d.pop("test"), r"not a labelled MMSA or MIRD file"),
+])
+def test_bad_content_is_named(tmp_path, raw, mutate, match):
+  data = copy.deepcopy(raw)
+  mutate(data)
+  with pytest.raises(checks.DataError, match=match):
+    readers.read_labelled(_dump(data, tmp_path / "bad.pkl"), SPEC)
+
+
+def test_truncated_and_non_pickle_files(tmp_path, synthetic_dir):
+  blob = (synthetic_dir / "unaligned_50.pkl").read_bytes()
+  (tmp_path / "cut.pkl").write_bytes(blob[: len(blob) // 3])
+  with pytest.raises(checks.DataError, match=r"cut.pkl: cannot unpickle it.*truncated"):
+    readers.read_labelled(tmp_path / "cut.pkl", SPEC)
+  (tmp_path / "notes.pkl").write_text("hello")
+  with pytest.raises(checks.DataError, match=r"notes.pkl: cannot unpickle it"):
+    readers.read_labelled(tmp_path / "notes.pkl", SPEC)
+  with pytest.raises(FileNotFoundError, match="absent.pkl: no such file"):
+    readers.read_labelled(tmp_path / "absent.pkl", SPEC)
+
+
+def test_token_ids_beyond_the_vocabulary(synthetic_dir):
+  with pytest.raises(checks.DataError, match=r"token ids < vocabulary size 100"):
+    readers.read_labelled(synthetic_dir / "unaligned_50.pkl",
+                          readers.ReadSpec(DIMS, vocab_size=100))
+
+
+def test_mird_layout_tokenises_and_derives_lengths(tmp_path, tokenizer_dir, small_spec):
+  files = synthetic.write(small_spec, tmp_path, "mird")
+  with open(tmp_path / "mird.pkl", "rb") as f:
+    raw = pickle.load(f)
+  tok = text.load_tokenizer(str(tokenizer_dir))
+  splits, stats, fmt = readers.read_labelled(files["labelled"], SPEC, tok, "mird")
+  assert fmt == "mird" and stats["train"]["text_source"] == "raw_text"
+  mmsa, _, _ = synthetic.generate(small_spec)  # The same examples in the MMSA layout.
+  train = splits["train"]
+  np.testing.assert_array_equal(train["text_ids"], mmsa["train"]["text_bert"][:, 0])
+  np.testing.assert_array_equal(train["vision_len"], mmsa["train"]["vision_lengths"])
+  np.testing.assert_array_equal(train["label"], raw["train"]["labels"])
+  assert train["id"][3] == example.positional_id("train", 3)
+  pool, pool_stats = readers.read_pool(files["unlabeled"], SPEC, tok)
+  assert pool_stats["n"] == small_spec.n_unlabeled and np.all(pool["label"] == 0)
+  with pytest.raises(checks.DataError, match="no tokenizer is configured"):
+    readers.read_labelled(files["labelled"], SPEC, None)
+  with pytest.raises(checks.DataError, match=r"expected data.format='mmsa', found a 'mird'"):
+    readers.read_labelled(files["labelled"], SPEC, tok, "mmsa")
+
+
+def test_text_bert_of_another_vocabulary_is_retokenised(tmp_path, raw, tokenizer_dir):
+  data = copy.deepcopy(raw)
+  for split in data.values():  # As if text_bert came from a different tokenizer.
+    tb = split["text_bert"]
+    tb[:, 0] = np.where(tb[:, 1] > 0, (tb[:, 0] * 7) % 500, 0)
+  tok = text.load_tokenizer(str(tokenizer_dir))
+  splits, stats, _ = readers.read_labelled(_dump(data, tmp_path / "x.pkl"), SPEC, tok)
+  assert stats["train"]["text_source"] == "raw_text"
+  np.testing.assert_array_equal(splits["train"]["text_ids"], raw["train"]["text_bert"][:, 0])
+  splits, stats, _ = readers.read_labelled(_dump(raw, tmp_path / "y.pkl"), SPEC, tok)
+  assert stats["train"]["text_source"] == "text_bert"
+
+
+def test_lengths_absent_are_derived_from_back_padding(tmp_path, raw):
+  data = copy.deepcopy(raw)
+  for split in data.values():
+    del split["audio_lengths"], split["vision_lengths"]
+  splits, _, _ = readers.read_labelled(_dump(data, tmp_path / "a.pkl"), SPEC)
+  # -inf values were zeroed: the derived length still ends at the last non-zero frame.
+  np.testing.assert_array_equal(splits["valid"]["vision_len"], raw["valid"]["vision_lengths"])

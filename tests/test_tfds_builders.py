@@ -1,0 +1,79 @@
+"""TFDS builders: built from small generated files, read back through tfds.data_source."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import demo
+from data_pipelines import readers
+from data_pipelines import synthetic
+from data_pipelines import tfds_builders
+
+
+def _data_source(name, data_dir, manual_dir):
+  return tfds.data_source(
+      name, data_dir=str(data_dir), builder_kwargs={"file_format": "array_record"},
+      download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(
+          manual_dir=str(manual_dir))})
+
+
+@pytest.mark.parametrize("name, file, dims", [
+    ("cmu_mosi/unaligned_50", "unaligned_50.pkl", dict(audio_len=375, audio_dim=5,
+                                                       vision_len=500, vision_dim=20)),
+    ("cmu_mosei/unaligned_50", "unaligned_50.pkl", dict(audio_len=500, audio_dim=74,
+                                                        vision_len=500, vision_dim=35)),
+    ("cmu_mosei/aligned_50", "aligned_50.pkl", dict(audio_len=50, audio_dim=74,
+                                                    vision_len=50, vision_dim=35)),
+])
+def test_public_builders_from_manual_files(tmp_path, name, file, dims):
+  spec = synthetic.SyntheticSpec(n_train=7, n_valid=3, n_test=4, n_unlabeled=1, text_len=50,
+                                 neg_inf_frac=0.01, **dims)
+  manual = tmp_path / "manual"
+  written = synthetic.write(spec, manual)
+  (manual / "unaligned_50.pkl").rename(manual / file)
+  sources = _data_source(name, tmp_path / "tfds", manual)
+  assert {k: len(v) for k, v in sources.items()} == {"train": 7, "valid": 3, "test": 4}
+  raw, _, _ = readers.read_labelled(manual / file, readers.ReadSpec())
+  for split, source in sources.items():
+    by_id = {tfds_builders.as_numpy(source, i)["id"]: i for i in range(len(source))}
+    assert set(by_id) == set(raw[split]["id"])
+    for j in (0, len(raw[split]["id"]) - 1):
+      ex = tfds_builders.as_numpy(source, by_id[raw[split]["id"][j]])
+      for key in ("text_ids", "audio", "audio_len", "vision", "vision_len", "label"):
+        np.testing.assert_array_equal(ex[key], raw[split][key][j], err_msg=key)
+  assert written["labelled"].endswith("unaligned_50.pkl")
+
+
+def test_manual_builder_without_files_says_where_to_put_them(tmp_path):
+  (tmp_path / "manual").mkdir()
+  with pytest.raises(AssertionError, match="MOSI/Processed/unaligned_50.pkl"):
+    _data_source("cmu_mosi/unaligned_50", tmp_path / "tfds", tmp_path / "manual")
+
+
+def test_synthetic_builder_generates_its_data(tmp_path):
+  sources = _data_source("synthetic_mosi/small", tmp_path / "tfds", tmp_path / "raw")
+  assert {k: len(v) for k, v in sources.items()} == {"train": 32, "valid": 12, "test": 12,
+                                                      "unlabeled": 16}
+  assert (tmp_path / "raw" / "factors.npz").exists()
+  ex = tfds_builders.as_numpy(sources["unlabeled"], 0)
+  assert ex["id"].startswith("synun") and ex["label"] == 0
+
+
+def test_prepare_from_config_and_rebuild_on_change(tmp_path):
+  config = demo.get_config("smoke")
+  sources = tfds_builders.prepare(config, tmp_path)
+  n = config.data.synthetic
+  assert {k: len(v) for k, v in sources.items()} == {
+      "train": n.n_train, "valid": n.n_valid, "test": n.n_test, "unlabeled": n.n_unlabeled}
+  ex = tfds_builders.as_numpy(sources["train"], 0)
+  assert ex["audio"].shape == (config.data.audio_len, config.data.audio_dim)
+  assert tfds_builders.prepare(config, tmp_path)["train"][0]["id"] == sources["train"][0]["id"]
+  config.data.synthetic.n_train = 56  # A different dataset must not reuse the old build.
+  assert len(tfds_builders.prepare(config, tmp_path)["train"]) == 56
+
+
+def test_unknown_dataset_name(tmp_path):
+  config = demo.get_config("smoke")
+  config.data.name = "iemocap"
+  with pytest.raises(ValueError, match="data.name='iemocap'"):
+    tfds_builders.prepare(config, tmp_path)

@@ -1,0 +1,55 @@
+"""python -m data_pipelines.verify: what it reports for each supported file, and bad files."""
+
+import hashlib
+import pathlib
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from data_pipelines import verify
+
+
+def test_reports_an_mmsa_file(synthetic_dir, capsys):
+  assert verify.main([str(synthetic_dir / "unaligned_50.pkl")]) == 0
+  out = capsys.readouterr().out
+  assert "format: mmsa" in out and "matches no known public file" in out
+  assert "split train: 40 examples" in out and "split test: 11 examples" in out
+  assert "audio: T=24 d=5, lengths min" in out
+  assert "rounded histogram {" in out
+  with open(synthetic_dir / "unaligned_50.pkl", "rb") as f:
+    audio = pickle.load(f)["train"]["audio"]
+  n_inf = int((audio == float("-inf")).sum())
+  assert n_inf > 0 and f"non-finite values {n_inf}" in out
+
+
+def test_reports_a_pool_and_a_mag_file(synthetic_dir, tmp_path, capsys):
+  assert verify.main([str(synthetic_dir / "unlabeled.pkl")]) == 0
+  assert "format: pool" in capsys.readouterr().out
+  mag = {s: [((["a"], [[0.0]], [[0.0]]), [[1.0]], "seg")] for s in ("train", "dev", "test")}
+  with open(tmp_path / "mosi.pkl", "wb") as f:
+    pickle.dump(mag, f)
+  assert verify.main([str(tmp_path / "mosi.pkl")]) == 0
+  assert "MAG-BERT/MIB layout" in capsys.readouterr().out
+
+
+def test_known_hashes_are_recognised(tmp_path, monkeypatch, capsys):
+  path = tmp_path / "x.pkl"
+  with open(path, "wb") as f:
+    pickle.dump({"audio": [[[1.0]]], "vision": [[[1.0]]], "text_bert": [[[101], [1], [0]]]}, f)
+  digest = hashlib.sha256(path.read_bytes()).hexdigest()
+  monkeypatch.setitem(verify.KNOWN_SHA256, digest, "MMSA MOSI/Processed/unaligned_50.pkl")
+  assert verify.main([str(path)]) == 0
+  assert f"sha256: {digest} (MMSA MOSI/Processed/unaligned_50.pkl)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle at all"])
+def test_bad_files_fail_in_one_line(tmp_path, content):
+  path = tmp_path / "bad.pkl"
+  path.write_bytes(content)
+  proc = subprocess.run([sys.executable, "-m", "data_pipelines.verify", str(path)],
+                        capture_output=True, text=True, timeout=120,
+                        cwd=pathlib.Path(__file__).resolve().parents[1])
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1].startswith(f"verify: {path}: cannot unpickle it")
