@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from data_pipelines.checks import DataError
 from mird_jax import main as mird_main
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -55,7 +56,10 @@ def _first_line(text) -> str:
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+  try:
+    mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+  except (DataError, FileNotFoundError) as e:  # Bad input files: one line, no traceback.
+    sys.exit(f"run.py: {e}")
 
 
 if __name__ == "__main__":

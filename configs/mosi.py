@@ -34,8 +34,7 @@ def _data() -> ConfigDict:
   d.batch_size = 48  # Global labelled batch, split over all devices of all hosts.
   d.eval_batch_size = 128  # Eval batches are padded with a mask, never dropped.
   d.unlabeled_ratio = 2.0  # Unlabelled draws per step = ratio * batch_size; 0 = none.
-  d.worker_count = 0  # grain worker processes; 0 reads in the main process.
-  d.prefetch = 2  # Batches prefetched by grain's read threads.
+  d.prefetch = 4  # grain read threads, and batches prefetched ahead of the step.
   return d
 
 

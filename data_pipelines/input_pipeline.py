@@ -13,6 +13,7 @@ The set of examples in a global batch does not depend on the number of hosts.
 """
 
 import grain
+import jax
 import numpy as np
 
 from data_pipelines import example
@@ -128,3 +129,28 @@ def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
     return ex
   ds = grain.MapDataset.range(padded)[host.index::host.count].map(read)
   return iter(ds.batch(host.per_host).to_iter_dataset(read_options))
+
+
+class Streams:
+  """Everything the trainer reads, built from the config for this host and mesh."""
+
+  def __init__(self, config, sources: dict, mesh):
+    d = config.data
+    self.sources, self.mesh = sources, mesh
+    self.options = read_options(d)
+    self.batch_size = parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
+    parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
+    host = dict(process_index=jax.process_index(), process_count=jax.process_count())
+    self.train = TrainStream(sources["train"], d.batch_size, config.seed, self.options, **host)
+    n_unlabeled = int(round(d.unlabeled_ratio * d.batch_size))
+    self.unlabeled = None
+    if n_unlabeled > 0 and len(sources.get("unlabeled", ())) > 0:
+      parallel.check_batch_size(n_unlabeled, mesh, "data.unlabeled_ratio * data.batch_size")
+      self.unlabeled = UnlabeledStream(sources["unlabeled"], n_unlabeled, config.seed,
+                                       self.options, **host)
+    self._host = host
+    self._eval_batch = d.eval_batch_size
+
+  def eval(self, split: str):
+    """Padded eval batches of `split` for this host (with `mask` and `id`)."""
+    return eval_batches(self.sources[split], self._eval_batch, self.options, **self._host)

@@ -183,10 +183,17 @@ def prepare(config, workdir) -> dict[str, object]:
   if config.data.name not in BUILDERS:
     raise ValueError(f"data.name={config.data.name!r} is not one of {sorted(BUILDERS)}")
   data_dir, manual = paths(config, workdir)
+  builder_cls = BUILDERS[config.data.name]
   if config.data.name == "synthetic_mosi":
     manual = pathlib.Path(config.data.manual_dir or pathlib.Path(workdir) / "raw")
-  builder = BUILDERS[config.data.name](config=config_for(config, manual), data_dir=str(data_dir),
-                                       file_format="array_record")
+  else:
+    instructions = " ".join(builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS.split())
+    for f in filter(None, (config.data.file, config.data.unlabeled_file)):
+      if not (manual / f).is_file():
+        raise FileNotFoundError(f"{manual / f}: no such file (data.file or data.unlabeled_file "
+                                f"in data.manual_dir). {instructions}")
+  builder = builder_cls(config=config_for(config, manual), data_dir=str(data_dir),
+                        file_format="array_record")
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
   return {split: builder.as_data_source(split=split) for split in builder.info.splits}

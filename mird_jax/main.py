@@ -7,6 +7,10 @@ from absl import logging
 import jax
 import ml_collections
 
+from data_pipelines import input_pipeline
+from data_pipelines import tfds_builders
+from mird_jax import parallel
+
 MODES = ("train", "eval", "predict")
 
 
@@ -22,10 +26,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> None:
   if mode == "train":
     if jax.process_index() == 0:
       write_config(config, workdir_path / "config.json")
-    logging.warning("MIRD training is not implemented yet (issue 5): config recorded in %s, "
-                    "nothing trained.", workdir_path / "config.json")
+    prepare_data(config, workdir_path)
+    logging.warning("MIRD training is not implemented yet (issue 5): data prepared, config "
+                    "recorded in %s, nothing trained.", workdir_path / "config.json")
   else:
     raise NotImplementedError(f"--mode={mode} needs trained checkpoints (issue 5)")
+
+
+def prepare_data(config: ml_collections.ConfigDict, workdir: pathlib.Path):
+  """Builds the configured dataset (generating the synthetic one) and checks batch sizes."""
+  sources = tfds_builders.prepare(config, workdir)
+  streams = input_pipeline.Streams(config, sources, parallel.make_mesh())
+  sizes = ", ".join(f"{k} {len(v)}" for k, v in sources.items())
+  logging.info("data %s ready: %s examples; %d train steps per epoch", config.data.name, sizes,
+               streams.train.steps_per_epoch)
+  return streams
 
 
 def write_config(config: ml_collections.ConfigDict, path: pathlib.Path) -> None:

@@ -122,3 +122,20 @@ def test_batch_sizes_that_do_not_split_are_named():
 def test_too_small_train_split(sources):
   with pytest.raises(ValueError, match=r"fewer than one global batch \(data.batch_size=4096\)"):
     input_pipeline.TrainStream(sources["train"], 4096, 0, OPTIONS)
+
+
+def test_streams_from_config(sources):
+  config = demo.get_config("smoke")
+  mesh = parallel.make_mesh()
+  streams = input_pipeline.Streams(config, sources, mesh)
+  batch = next(streams.train.iterator(0))
+  assert batch["audio"].shape == (config.data.batch_size, config.data.audio_len,
+                                  config.data.audio_dim)
+  u = next(streams.unlabeled.iterator(0))
+  assert u["audio"].shape[0] == int(config.data.unlabeled_ratio * config.data.batch_size)
+  assert sum(b["mask"].sum() for b in streams.eval("test")) == len(sources["test"])
+  config.data.unlabeled_ratio = 0.0
+  assert input_pipeline.Streams(config, sources, mesh).unlabeled is None
+  config.data.unlabeled_ratio = 0.5  # 4 unlabelled rows cannot split over 8 devices.
+  with pytest.raises(ValueError, match=r"data.unlabeled_ratio \* data.batch_size=4"):
+    input_pipeline.Streams(config, sources, mesh)
