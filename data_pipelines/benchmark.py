@@ -33,9 +33,9 @@ class SyntheticStreamed(tfds_builders._MirdBuilder, skip_registration=True):  # 
   """Synthetic train split generated chunk by chunk: building never holds the whole split."""
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Nothing to download: generated."
 
-  def _split_generators(self, dl_manager):
+  def _shard_iterators_per_split(self, dl_manager):
     del dl_manager
-    return {"train": self._generate_chunks()}
+    return {"train": [self._generate_chunks]}
 
   def _generate_chunks(self):
     cfg = self.builder_config

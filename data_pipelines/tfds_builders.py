@@ -9,6 +9,7 @@ of silently reusing stale data.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import pathlib
@@ -53,8 +54,13 @@ def _features(cfg: MirdBuilderConfig) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict(feats)
 
 
-class _MirdBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Reads the configured raw files with data_pipelines.readers and writes canonical examples."""
+class _MirdBuilder(tfds.core.ShardBasedBuilder, skip_registration=True):
+  """Reads the configured raw files with data_pipelines.readers and writes canonical examples.
+
+  Shard-based, not GeneratorBasedBuilder: TFDS's shuffler buffers a split in memory and
+  spills to disk through TensorFlow past 1 GB (MOSEI is 3.5 GB), while shard-based writing
+  streams examples to array_record in file order. The input pipeline does the shuffling.
+  """
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Canonical MIRD examples (ids, masks, padded frames, lengths)."}
 
@@ -65,7 +71,7 @@ class _MirdBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _raw_dir(self, dl_manager) -> pathlib.Path:
     return pathlib.Path(dl_manager.manual_dir)
 
-  def _split_generators(self, dl_manager):
+  def _shard_iterators_per_split(self, dl_manager):
     cfg = self.builder_config
     raw = self._raw_dir(dl_manager)
     spec = readers.ReadSpec(cfg.dims(), cfg.label_min, cfg.label_max, cfg.vocab_size or None)
@@ -73,11 +79,12 @@ class _MirdBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     splits, _, _ = readers.read_labelled(raw / cfg.file, spec, tokenizer, cfg.fmt)
     if cfg.unlabeled_file:
       splits["unlabeled"], _ = readers.read_pool(raw / cfg.unlabeled_file, spec, tokenizer)
-    return {name: self._generate_examples(split) for name, split in splits.items()}
+    return {name: [functools.partial(_examples, split)] for name, split in splits.items()}
 
-  def _generate_examples(self, split):
-    for i in range(example.num_examples(split)):
-      yield i, {k: split[k][i] for k in example.KEYS}
+
+def _examples(split):
+  for i in range(example.num_examples(split)):
+    yield i, {k: split[k][i] for k in example.KEYS}
 
 
 class CmuMosi(_MirdBuilder):
