@@ -17,9 +17,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a variant: configs/mosi.py:smoke.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory for data, checkpoints and results (outside the repo).")
+    "workdir", None, "Directory for data, checkpoints and results (outside the repo); every "
+    "mode but describe needs it.")
 _MODE = flags.DEFINE_enum("mode", "train", mird_main.MODES, "What to run.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
 
 
 def _last_line(text: str) -> str:

@@ -9,14 +9,20 @@ import ml_collections
 
 from data_pipelines import input_pipeline
 from data_pipelines import tfds_builders
+from mird_jax import describe
 from mird_jax import parallel
 
-MODES = ("train", "eval", "predict")
+MODES = ("train", "eval", "predict", "describe")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> None:
+def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str) -> None:
   if mode not in MODES:
     raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
+  if mode == "describe":
+    print(describe.describe(config))
+    return
+  if not workdir:
+    raise ValueError(f"--mode={mode} needs --workdir")
   if config.train.distributed:
     jax.distributed.initialize()
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),

@@ -1,0 +1,171 @@
+"""The MIRD model: four latents, reconstruction decoders, the regressor and six CLUB networks.
+
+  z_l = Dense(Dropout(pool(BERT_l(text))))                language-specific
+  z_a, z_v = Dense(LSTM(frames)[last valid])              audio-/vision-specific
+  z_s = Dense(Dropout(pool(BERT_s(WSA(embed(text), audio, vision)))))   modality-agnostic
+  prediction = Dense(1)(Dropout(ReLU(Dense([z_s; z_l; z_a; z_v]))))
+  reconstructions: LSTM decoders from [z_s; z_m] rebuild each modality.
+`__call__` returns (prediction [B], aux) with aux the latents, reconstructions and WSA
+weights that the losses read; `club_stats` gives each CLUB pair's (mu, logvar).
+"""
+
+import dataclasses
+import functools
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from mird_jax import bert
+from mird_jax import bert_loading
+from mird_jax import club
+from mird_jax import sequence
+from mird_jax import wsa
+
+CONSTRAINTS = ("mim", "orthogonal", "none")
+TEXT_TARGETS = ("vocab_logits", "bert_embeddings")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """The static, hashable part of the config the model is built from."""
+  bert: bert.BertConfig
+  text_len: int
+  audio_len: int
+  audio_dim: int
+  vision_len: int
+  vision_dim: int
+  d_z: int = 64
+  lstm_hidden: int = 64
+  decoder_hidden: int = 128
+  regressor_hidden: int = 64
+  fusion: str = "wsa"
+  beta_shift: float = 1.0
+  constraint: str = "mim"
+  share_bert: bool = False
+  text_recon_target: str = "vocab_logits"
+  latent_dropout: float = 0.5
+  fusion_dropout: float = 0.5
+  regressor_dropout: float = 0.5
+  club_hidden: int = 16
+  recon: tuple[bool, bool, bool] = (True, True, True)  # text, audio, vision
+  dtype: str = "float32"
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "ModelSpec":
+    m, d, b, w = config.model, config.data, config.bert, config.loss
+    if b.pretrained:
+      bert_cfg = bert_loading.config_of(b.path, b.hidden_dropout, b.attention_dropout)
+    else:
+      r = b.random
+      bert_cfg = bert.BertConfig(r.vocab_size, r.hidden_size, r.num_layers, r.num_heads,
+                                 r.intermediate_size, r.max_position, r.type_vocab_size,
+                                 hidden_dropout=b.hidden_dropout,
+                                 attention_dropout=b.attention_dropout)
+    if m.constraint not in CONSTRAINTS:
+      raise ValueError(f"model.constraint={m.constraint!r}; expected one of {CONSTRAINTS}")
+    if m.text_recon_target not in TEXT_TARGETS:
+      raise ValueError(f"model.text_recon_target={m.text_recon_target!r}; expected one of "
+                       f"{TEXT_TARGETS}")
+    return cls(bert_cfg, d.text_len, d.audio_len, d.audio_dim, d.vision_len, d.vision_dim,
+               m.d_z, m.lstm_hidden, m.decoder_hidden, m.regressor_hidden, m.fusion,
+               m.beta_shift, m.constraint, m.share_bert, m.text_recon_target, m.latent_dropout,
+               m.fusion_dropout, m.regressor_dropout, config.club.hidden,
+               (w.w_recon_text > 0, w.w_recon_audio > 0, w.w_recon_vision > 0), m.dtype)
+
+
+class MIRD(nn.Module):
+  spec: ModelSpec
+
+  def setup(self):
+    s, dtype = self.spec, jnp.dtype(self.spec.dtype)
+    self.bert_l = bert.Bert(s.bert, dtype)
+    # A shared BERT is one module under one name, so it has one set of params.
+    self.bert_s = self.bert_l if s.share_bert else bert.Bert(s.bert, dtype)
+    self.fusion = wsa.WordAlignedFusion(s.bert.hidden_size, s.fusion, s.beta_shift,
+                                        s.fusion_dropout, dtype)
+    self.proj_l = nn.Dense(s.d_z, dtype=dtype)
+    self.proj_s = nn.Dense(s.d_z, dtype=dtype)
+    self.latent_dropout = nn.Dropout(s.latent_dropout)
+    self.enc_audio = sequence.LSTMEncoder(s.lstm_hidden, s.d_z, dtype)
+    self.enc_vision = sequence.LSTMEncoder(s.lstm_hidden, s.d_z, dtype)
+    text_out = s.bert.vocab_size if s.text_recon_target == "vocab_logits" else s.bert.hidden_size
+    self.dec_text = sequence.LSTMDecoder(s.decoder_hidden, text_out, s.text_len, dtype)
+    self.dec_audio = sequence.LSTMDecoder(s.decoder_hidden, s.audio_dim, s.audio_len, dtype)
+    self.dec_vision = sequence.LSTMDecoder(s.decoder_hidden, s.vision_dim, s.vision_len, dtype)
+    self.reg_hidden = nn.Dense(s.regressor_hidden, dtype=dtype)
+    self.reg_dropout = nn.Dropout(s.regressor_dropout)
+    self.reg_out = nn.Dense(1, dtype=dtype)
+    # Flax names dict entries "<attribute>_<key>": club_l_a, ..., club_s_v.
+    self.club = ({f"{x}_{y}": club.Club(s.club_hidden, s.d_z) for x, y in club.PAIRS}
+                 if s.constraint == "mim" else {})
+
+  def latents(self, batch, deterministic: bool):
+    """z_s, z_l, z_a, z_v [B, d_z] and the WSA attention weights."""
+    ids, mask, types = batch["text_ids"], batch["text_mask"], batch["text_type"]
+    drop = lambda t: self.latent_dropout(t, deterministic=deterministic)
+    _, pooled_l = self.bert_l(ids, mask, types, deterministic)
+    e_BxTxH = self.bert_s.embed(ids, types, deterministic)
+    fused, weights = self.fusion(e_BxTxH, batch["audio"], batch["audio_len"], batch["vision"],
+                                 batch["vision_len"], deterministic)
+    pooled_s = self.bert_s.pool(self.bert_s.encode(fused, mask, deterministic))
+    z = {"z_s": self.proj_s(drop(pooled_s)), "z_l": self.proj_l(drop(pooled_l)),
+         "z_a": self.enc_audio(batch["audio"], batch["audio_len"]),
+         "z_v": self.enc_vision(batch["vision"], batch["vision_len"])}
+    return {k: v.astype(jnp.float32) for k, v in z.items()}, weights
+
+  def __call__(self, batch, deterministic: bool = True, reconstruct: bool = True):
+    aux, weights = self.latents(batch, deterministic)
+    aux["wsa_audio"], aux["wsa_vision"] = weights["audio"], weights["vision"]
+    z_all = jnp.concatenate([aux["z_s"], aux["z_l"], aux["z_a"], aux["z_v"]], -1)
+    hidden = self.reg_dropout(nn.relu(self.reg_hidden(z_all)), deterministic=deterministic)
+    prediction_B = self.reg_out(hidden)[:, 0].astype(jnp.float32)
+    if reconstruct:
+      recon_text, recon_audio, recon_vision = self.spec.recon
+      shared = lambda zm: jnp.concatenate([aux["z_s"], aux[zm]], -1)
+      if recon_text:
+        aux["recon_text"] = self.dec_text(shared("z_l")).astype(jnp.float32)
+        if self.spec.text_recon_target == "bert_embeddings":
+          table = self.bert_l.word_embedding_table()
+          aux["text_target"] = jax.lax.stop_gradient(table[batch["text_ids"]])
+      if recon_audio:
+        aux["recon_audio"] = self.dec_audio(shared("z_a")).astype(jnp.float32)
+      if recon_vision:
+        aux["recon_vision"] = self.dec_vision(shared("z_v")).astype(jnp.float32)
+    return prediction_B, aux
+
+  def club_stats(self, aux):
+    """{(x, y): (mu [B, d_z], logvar [B, d_z])} of q(z_y | z_x) for the six pairs."""
+    return {(x, y): self.club[f"{x}_{y}"](aux[f"z_{x}"]) for x, y in club.PAIRS
+            if self.spec.constraint == "mim"}
+
+  def init_everything(self, batch):
+    """Touches every submodule (decoders and estimators included) for `init`."""
+    prediction, aux = self(batch, deterministic=True, reconstruct=True)
+    return prediction, aux, self.club_stats(aux)
+
+
+def dummy_batch(spec: ModelSpec, batch_size: int = 2) -> dict[str, jax.Array]:
+  t = spec.text_len
+  return {"text_ids": jnp.zeros((batch_size, t), jnp.int32),
+          "text_mask": jnp.ones((batch_size, t), jnp.int32),
+          "text_type": jnp.zeros((batch_size, t), jnp.int32),
+          "audio": jnp.zeros((batch_size, spec.audio_len, spec.audio_dim)),
+          "audio_len": jnp.full((batch_size,), spec.audio_len, jnp.int32),
+          "vision": jnp.zeros((batch_size, spec.vision_len, spec.vision_dim)),
+          "vision_len": jnp.full((batch_size,), spec.vision_len, jnp.int32)}
+
+
+def init_params(model: MIRD, rng, bert_config: ml_collections.ConfigDict | None = None):
+  """Random params for every module; with `bert_config.pretrained`, both BERTs (or the one
+  shared BERT) are then filled from the checkpoint at `bert_config.path`."""
+  init = jax.jit(functools.partial(model.init, method=MIRD.init_everything))
+  params = init(rng, dummy_batch(model.spec))["params"]
+  if bert_config is not None and bert_config.pretrained:
+    params = flax.core.unfreeze(params)
+    for name in ("bert_l", "bert_s"):
+      if name in params:
+        params[name] = bert_loading.load(params[name], bert_config.path)
+  return params

@@ -1,0 +1,82 @@
+"""Word-wise sparse alignment (WSA): fuses audio and vision frames into BERT's token embeddings.
+
+For every token, attention over the frames of each modality (sparsemax for `wsa`, softmax
+for `wa`), padded frames masked out so they get exactly zero weight; gated projections of
+the attended frames are added to the token embedding with the norm-ratio scale
+alpha = min(|e| / |h| * beta_shift, 1), then LayerNorm and dropout (mird_details.md, 1.5).
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_INIT = nn.initializers.normal(0.02)
+
+
+def sparsemax(z, mask=None, axis: int = -1):
+  """Euclidean projection of z onto the simplex (Martins & Astudillo, 2016).
+
+  Entries where `mask` is False get exactly 0 and do not affect the others.
+  """
+  z = jnp.moveaxis(z, axis, -1)
+  if mask is not None:
+    mask = jnp.moveaxis(mask, axis, -1)
+    # A finite floor far below every real score: it sorts last and never enters the support.
+    floor = jnp.min(jnp.where(mask, z, jnp.inf), axis=-1, keepdims=True) - 1e4
+    z = jnp.where(mask, z, jax.lax.stop_gradient(floor))
+  z_sorted = -jnp.sort(-z, axis=-1)
+  k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype).reshape((1,) * (z.ndim - 1) + (-1,))
+  cumsum = jnp.cumsum(z_sorted, axis=-1)
+  support = (1 + k * z_sorted) > cumsum
+  k_z = jnp.sum(support, axis=-1, keepdims=True)
+  tau = (jnp.take_along_axis(cumsum, k_z.astype(jnp.int32) - 1, axis=-1) - 1) / k_z
+  p = jnp.maximum(z - tau, 0.0)
+  if mask is not None:
+    p = jnp.where(mask, p, 0.0)
+  return jnp.moveaxis(p, -1, axis)
+
+
+def masked_softmax(z, mask, axis: int = -1):
+  z = jnp.where(mask, z, jnp.finfo(z.dtype).min)
+  return jnp.where(mask, jax.nn.softmax(z, axis=axis), 0.0)
+
+
+class WordAlignedFusion(nn.Module):
+  """WSA (sparse) or WA (soft) fusion of audio and vision into token embeddings."""
+  hidden: int
+  fusion: str = "wsa"  # wsa | wa
+  beta_shift: float = 1.0
+  dropout: float = 0.5
+  dtype: jnp.dtype = jnp.float32
+
+  def _align(self, e_BxTxH, x_BxSxD, len_B, name):
+    """Per-token attention over one modality's valid frames -> attended frames [B, T, D]."""
+    keys_BxSxH = nn.Dense(self.hidden, kernel_init=_INIT, dtype=self.dtype,
+                          name=f"{name}_key")(x_BxSxD)
+    scores_BxTxS = jnp.einsum("bth,bsh->bts", e_BxTxH, keys_BxSxH).astype(jnp.float32)
+    valid_BxS = jnp.arange(x_BxSxD.shape[1])[None, :] < len_B[:, None]
+    mask = jnp.broadcast_to(valid_BxS[:, None, :], scores_BxTxS.shape)
+    weights = sparsemax(scores_BxTxS, mask) if self.fusion == "wsa" else masked_softmax(
+        scores_BxTxS, mask)
+    return jnp.einsum("bts,bsd->btd", weights.astype(self.dtype), x_BxSxD), weights
+
+  @nn.compact
+  def __call__(self, e_BxTxH, audio_BxSxD, audio_len_B, vision_BxSxD, vision_len_B,
+               deterministic: bool):
+    if self.fusion not in ("wsa", "wa"):
+      raise ValueError(f"model.fusion={self.fusion!r}; expected wsa or wa")
+    h_BxTxH = jnp.zeros_like(e_BxTxH)
+    weights = {}
+    for name, x, length in (("audio", audio_BxSxD, audio_len_B),
+                            ("vision", vision_BxSxD, vision_len_B)):
+      attended, weights[name] = self._align(e_BxTxH, x, length, name)
+      gate = nn.relu(nn.Dense(self.hidden, kernel_init=_INIT, dtype=self.dtype,
+                              name=f"{name}_gate")(jnp.concatenate([attended, e_BxTxH], -1)))
+      h_BxTxH += gate * nn.Dense(self.hidden, kernel_init=_INIT, dtype=self.dtype,
+                                 name=f"{name}_proj")(attended)
+    e_norm = jnp.linalg.norm(e_BxTxH, axis=-1, keepdims=True)
+    h_norm = jnp.linalg.norm(h_BxTxH, axis=-1, keepdims=True)
+    h_norm = jnp.where(h_norm == 0, 1.0, h_norm)  # As in MAG: a zero shift is left alone.
+    alpha = jnp.minimum(e_norm / (h_norm + 1e-6) * self.beta_shift, 1.0)
+    out = nn.LayerNorm(dtype=self.dtype, name="LayerNorm")(e_BxTxH + alpha * h_BxTxH)
+    return nn.Dropout(self.dropout)(out, deterministic=deterministic), weights
