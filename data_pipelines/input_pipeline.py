@@ -151,6 +151,9 @@ class Streams:
     self._host = host
     self._eval_batch = d.eval_batch_size
 
+  def to_device(self, host_batch):
+    return parallel.to_global(host_batch, self.mesh)
+
   def eval(self, split: str):
     """Padded eval batches of `split` for this host (with `mask` and `id`)."""
     return eval_batches(self.sources[split], self._eval_batch, self.options, **self._host)

@@ -1,0 +1,94 @@
+"""Run outputs in the workdir: config.json, metrics.jsonl, results.json, predictions.csv and
+TensorBoard events. Every file is written atomically (temp file, then rename), so a crash
+never leaves a half-written one."""
+
+import csv
+import io
+import json
+import math
+import pathlib
+
+import ml_collections
+
+
+def atomic_write(path: pathlib.Path, text: str) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  tmp.replace(path)
+
+
+def _jsonable(value):
+  if isinstance(value, float) and not math.isfinite(value):
+    return None  # NaN Corr of a constant prediction: JSON null, not invalid JSON.
+  if isinstance(value, dict):
+    return {k: _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  return value
+
+
+def dumps(obj) -> str:
+  return json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n"
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  """Writes config.json, or checks that a resumed run has the same config.
+
+  A different config in an existing workdir stops the run before anything is touched: its
+  checkpoints belong to the other config.
+  """
+  path = workdir / "config.json"
+  current = json.loads(json.dumps(config.to_dict()))
+  if path.exists():
+    previous = json.loads(path.read_text())
+    if previous != current:
+      diff = sorted(_diff(previous, current))
+      raise ValueError(f"{workdir} holds a run with a different config (changed: "
+                       f"{', '.join(diff[:8])}); use a new --workdir or the same config")
+    return
+  atomic_write(path, dumps(current))
+
+
+def _diff(a, b, prefix=""):
+  for key in set(a) | set(b):
+    va, vb = a.get(key), b.get(key)
+    if isinstance(va, dict) and isinstance(vb, dict):
+      yield from _diff(va, vb, f"{prefix}{key}.")
+    elif va != vb:
+      yield f"{prefix}{key}"
+
+
+def write_history(workdir: pathlib.Path, history: list[dict]) -> None:
+  atomic_write(workdir / "metrics.jsonl",
+               "".join(json.dumps(_jsonable(h), sort_keys=True) + "\n" for h in history))
+
+
+def write_predictions(path: pathlib.Path, split: str, ids, labels, preds) -> None:
+  buf = io.StringIO()
+  writer = csv.writer(buf)
+  writer.writerow(["id", "split", "label", "prediction"])
+  for i, y, p in zip(ids, labels, preds):
+    writer.writerow([i, split, f"{float(y):.6g}", f"{float(p):.6g}"])
+  atomic_write(path, buf.getvalue())
+
+
+class TensorBoard:
+  """Scalar summaries as TensorBoard event files (tensorboardX: no TensorFlow needed)."""
+
+  def __init__(self, logdir: pathlib.Path, enabled: bool):
+    self._writer = None
+    if enabled:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._writer = tensorboardX.SummaryWriter(str(logdir))
+
+  def scalars(self, step: int, values: dict, prefix: str = "") -> None:
+    if self._writer is None:
+      return
+    for k, v in values.items():
+      if isinstance(v, (int, float)) and math.isfinite(v):
+        self._writer.add_scalar(prefix + k, v, step)
+    self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()

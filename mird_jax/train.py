@@ -1,0 +1,182 @@
+"""train_and_evaluate: epochs, validation every epoch, selection on validation only, early
+stopping, the test split scored once on the selected checkpoint, exact resume.
+
+Resume priority: the workdir's latest readable checkpoint (ckpt/), else a fresh start. The
+data order, dropout keys and schedules are functions of (seed, epoch, step), so a resumed
+run continues bit for bit where the interrupted one stopped.
+"""
+
+import pathlib
+import signal
+import sys
+import time
+
+from absl import logging
+import jax
+import numpy as np
+
+from mird_jax import checkpoint
+from mird_jax import experiment
+from mird_jax import metrics as metrics_lib
+from mird_jax import reporting
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def _fresh_meta():
+  return {"epoch": 0, "iterator": None, "best": None, "best_epoch": None, "stale_epochs": 0,
+          "history": [], "done": False}
+
+
+def _check_finite(values: dict, step: int) -> None:
+  bad = [k for k, v in values.items() if not np.isfinite(v)]
+  if bad:
+    raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}; the last "
+                             "checkpoint (end of the previous epoch) is kept untouched")
+
+
+def _better(value, best, mode: str) -> bool:
+  if not np.isfinite(value):
+    return False
+  return best is None or (value < best if mode == "min" else value > best)
+
+
+class _Progress:
+  """A tqdm bar with live loss and steps/s on a terminal, plain log lines otherwise."""
+
+  def __init__(self, epoch: int, total: int, start: int, every: int):
+    self.epoch, self.every, self.t0, self.start = epoch, every, time.perf_counter(), start
+    self.bar = None
+    if sys.stderr.isatty():
+      import tqdm  # pylint: disable=g-import-not-at-top
+      self.bar = tqdm.tqdm(total=total, initial=start, desc=f"epoch {epoch + 1}")
+
+  def update(self, i: int, loss: float) -> None:
+    rate = (i + 1 - self.start) / max(time.perf_counter() - self.t0, 1e-9)
+    if self.bar is not None:
+      self.bar.update(1)
+      self.bar.set_postfix(loss=f"{loss:.4f}", steps_per_s=f"{rate:.2f}")
+    elif (i + 1) % self.every == 0:
+      logging.info("epoch %d step %d: loss %.5f, %.2f steps/s", self.epoch + 1, i + 1, loss,
+                   rate)
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
+
+
+def _train_epoch(exp, state, meta, preemption, tb):
+  """Runs (the rest of) one epoch; returns (state, mean train metrics, preempted)."""
+  epoch, streams = meta["epoch"], exp.streams
+  it = streams.train.iterator(epoch, meta["iterator"])
+  start = int(meta["iterator"]["next_index"]) if meta["iterator"] else 0
+  unlabeled = streams.unlabeled.iterator(int(state.step)) if streams.unlabeled else None
+  sums, count = {}, 0
+  progress = _Progress(epoch, streams.train.steps_per_epoch, start,
+                       exp.config.train.log_every_steps)
+  for i in range(start, streams.train.steps_per_epoch):
+    batch = exp.streams.to_device(next(it))
+    u = exp.streams.to_device(next(unlabeled)) if unlabeled else None
+    step_before = int(state.step)
+    state, m = exp.train_step(state, batch, u)
+    values = {k: float(v) for k, v in jax.device_get(m).items()}
+    _check_finite(values, step_before)
+    for k, v in values.items():
+      sums[k] = sums.get(k, 0.0) + v
+    count += 1
+    progress.update(i, values["loss"])
+    if (i + 1) % exp.config.train.log_every_steps == 0:
+      tb.scalars(step_before + 1, values, "train/")
+    if preemption.requested and i + 1 < streams.train.steps_per_epoch:
+      meta["iterator"] = it.get_state()
+      progress.close()
+      return state, {}, True
+  progress.close()
+  return state, {k: v / max(count, 1) for k, v in sums.items()}, False
+
+
+def _end_of_epoch(exp, ckpts, state, meta, train_means, tb):
+  """Validation, selection, early-stopping bookkeeping and the epoch's checkpoints."""
+  cfg = exp.config.train
+  val, _ = experiment.evaluate(exp, state.params, "valid")
+  epoch = meta["epoch"]
+  value = val[cfg.select_metric]
+  improved = _better(value, meta["best"], cfg.select_mode)
+  if improved:
+    meta.update(best=value, best_epoch=epoch + 1, stale_epochs=0)
+    ckpts.save_best(int(state.step), state.params, {"epoch": epoch + 1, "valid": val})
+  else:
+    meta["stale_epochs"] += 1
+  meta["history"].append({"epoch": epoch + 1, "step": int(state.step), "train": train_means,
+                          "valid": val, "selected": improved})
+  meta.update(epoch=epoch + 1, iterator=None)
+  meta["done"] = meta["epoch"] >= cfg.epochs or meta["stale_epochs"] >= cfg.patience
+  ckpts.save_latest(int(state.step), state, meta)
+  tb.scalars(epoch + 1, val, "valid/")
+  logging.info("epoch %d: valid %s %.4f (best %.4f at epoch %s)%s", epoch + 1,
+               cfg.select_metric, value, meta["best"] if meta["best"] is not None else np.nan,
+               meta["best_epoch"], " *" if improved else "")
+
+
+def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
+  """Scores the test split once, on the selected checkpoint; writes results and predictions."""
+  if meta["best_epoch"] is None:
+    raise FloatingPointError("no epoch had a finite validation "
+                             f"{exp.config.train.select_metric}: nothing to select")
+  params = ckpts.restore_best_params(checkpoint.abstract_like(
+      exp.abstract_state().params, exp.replicated))
+  test, (preds, labels, ids) = experiment.evaluate(exp, params, "test")
+  valid = ckpts.best_meta()["valid"]
+  results = {"selected_epoch": meta["best_epoch"], "epochs_run": meta["epoch"],
+             "select_metric": exp.config.train.select_metric, "valid": valid, "test": test}
+  if jax.process_index() == 0:
+    reporting.write_predictions(workdir / "predictions.csv", "test", ids, labels, preds)
+    reporting.atomic_write(workdir / "results.json", reporting.dumps(results))
+  return results
+
+
+def train_and_evaluate(config, workdir) -> dict:
+  workdir = pathlib.Path(workdir)
+  if config.train.select_metric not in metrics_lib.all_metrics(
+      [0.5, -1.0], [1.0, -1.0], dataset=config.data.metric_dataset):
+    raise ValueError(f"train.select_metric={config.train.select_metric!r} is not a metric of "
+                     f"the {config.data.metric_dataset} suite")
+  if jax.process_index() == 0:
+    reporting.record_config(config, workdir)
+  exp = experiment.build(config, workdir)
+  ckpts = checkpoint.Checkpoints(workdir, config.train.keep_checkpoints)
+  restored = ckpts.restore_latest(exp.abstract_state())
+  state, meta = restored if restored else (exp.initial_state(), _fresh_meta())
+  if restored:
+    logging.info("resuming from step %d (epoch %d)", int(state.step), meta["epoch"] + 1)
+  tb = reporting.TensorBoard(workdir / "tensorboard", jax.process_index() == 0)
+  preemption = _Preemption()
+  try:
+    while not meta["done"]:
+      state, train_means, preempted = _train_epoch(exp, state, meta, preemption, tb)
+      if preempted:
+        ckpts.save_latest(int(state.step), state, meta)
+        logging.warning("SIGTERM: saved step %d mid-epoch; run the same command to resume",
+                        int(state.step))
+        sys.exit(143)
+      _end_of_epoch(exp, ckpts, state, meta, train_means, tb)
+      if jax.process_index() == 0:
+        reporting.write_history(workdir, meta["history"])
+    return _finish(exp, ckpts, workdir, meta)
+  finally:
+    preemption.restore()
+    tb.close()
+    ckpts.close()
