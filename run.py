@@ -20,6 +20,11 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for data, checkpoints and results (outside the repo); every "
     "mode but describe needs it.")
 _MODE = flags.DEFINE_enum("mode", "train", mird_main.MODES, "What to run.")
+_SPLIT = flags.DEFINE_string("split", "test", "--mode=eval: the split to score.")
+_STEP = flags.DEFINE_integer("step", None, "--mode=eval/predict: restore the latest checkpoint "
+                             "at this step instead of the best one.")
+_INPUT = flags.DEFINE_string("input", None, "--mode=predict: a feature file in a supported "
+                             "format (a pickle: only pass files you trust).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -58,7 +63,8 @@ def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+    mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value, split=_SPLIT.value,
+                  step=_STEP.value, input_path=_INPUT.value)
   except (DataError, FileNotFoundError) as e:  # Bad input files: one line, no traceback.
     sys.exit(f"run.py: {e}")
 

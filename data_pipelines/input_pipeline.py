@@ -141,7 +141,8 @@ class Streams:
     self.batch_size = parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
     parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
     host = dict(process_index=jax.process_index(), process_count=jax.process_count())
-    self.train = TrainStream(sources["train"], d.batch_size, config.seed, self.options, **host)
+    self.train = (TrainStream(sources["train"], d.batch_size, config.seed, self.options, **host)
+                  if "train" in sources else None)
     n_unlabeled = int(round(d.unlabeled_ratio * d.batch_size))
     self.unlabeled = None
     if n_unlabeled > 0 and len(sources.get("unlabeled", ())) > 0:
@@ -157,3 +158,16 @@ class Streams:
   def eval(self, split: str):
     """Padded eval batches of `split` for this host (with `mask` and `id`)."""
     return eval_batches(self.sources[split], self._eval_batch, self.options, **self._host)
+
+
+class ArraySource:
+  """Canonical split arrays (a reader's output) as a random-access source, for predict."""
+
+  def __init__(self, split: dict[str, np.ndarray]):
+    self._split = split
+
+  def __len__(self) -> int:
+    return len(self._split["id"])
+
+  def __getitem__(self, i: int) -> dict:
+    return {k: self._split[k][i] for k in example.KEYS}

@@ -128,3 +128,15 @@ def read_pool(path, spec: ReadSpec, tokenizer=None):
     raise checks.fail(str(path), "a flat unlabelled dict with 'audio' and 'video' or "
                       "'vision'", f"format {detect_format(obj)!r}")
   return canonical_split(obj, path, "unlabeled", spec, tokenizer, False)
+
+
+def read_any(path, spec: ReadSpec, tokenizer=None) -> dict[str, dict[str, np.ndarray]]:
+  """Every split of a labelled file, or {"unlabeled": pool}, whichever the file is."""
+  obj = checks.load_pickle(path)
+  if detect_format(obj) == "pool":
+    return {"unlabeled": canonical_split(obj, path, "unlabeled", spec, tokenizer, False)[0]}
+  fmt = detect_format(obj)
+  if fmt not in FORMATS:
+    raise checks.DataError(f"{path}: not a supported feature file (format detected: {fmt})")
+  return {name: canonical_split(obj[name], path, name, spec, tokenizer, True, fmt)[0]
+          for name in SPLITS}

@@ -49,15 +49,16 @@ class Experiment:
     return checkpoint.abstract_like(shapes, self.replicated)
 
 
-def build(config, workdir, mesh=None) -> Experiment:
+def build(config, workdir, mesh=None, sources=None) -> Experiment:
+  """Everything for a run; `sources` replaces the configured dataset (predict on a file)."""
   mesh = mesh if mesh is not None else parallel.make_mesh()
-  sources = tfds_builders.prepare(config, workdir)
+  sources = sources if sources is not None else tfds_builders.prepare(config, workdir)
   streams = input_pipeline.Streams(config, sources, mesh)
+  steps_per_epoch = streams.train.steps_per_epoch if streams.train else 1
   logging.info("data %s: %s examples; %d train steps per epoch", config.data.name,
-               ", ".join(f"{k} {len(v)}" for k, v in sources.items()),
-               streams.train.steps_per_epoch)
+               ", ".join(f"{k} {len(v)}" for k, v in sources.items()), steps_per_epoch)
   model = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
-  total_steps = config.train.epochs * streams.train.steps_per_epoch
+  total_steps = config.train.epochs * steps_per_epoch
   shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
   tx_main, tx_club, schedules = optim.make(config, shapes, total_steps)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)

@@ -7,6 +7,7 @@ import jax
 import ml_collections
 
 from mird_jax import describe
+from mird_jax import inference
 from mird_jax import reporting
 from mird_jax import train
 
@@ -20,7 +21,8 @@ class _QuietLibraries:
     return record.levelno >= 30 or "/orbax/" not in record.pathname
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str) -> None:
+def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str, *,
+        split: str = "test", step: int | None = None, input_path: str | None = None) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if mode not in MODES:
     raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
@@ -39,5 +41,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str) -> No
     results = train.train_and_evaluate(config, workdir_path)
     print(reporting.dumps({"selected_epoch": results["selected_epoch"],
                            "test": results["test"]}), end="")
+  elif mode == "eval":
+    result = inference.evaluate_split(config, workdir_path, split, step)
+    print(reporting.dumps({"split": split, "step": step or "best", "metrics": result}), end="")
   else:
-    raise NotImplementedError(f"--mode={mode} needs trained checkpoints (issue 5)")
+    if not input_path:
+      raise ValueError("--mode=predict needs --input FILE")
+    print(inference.predict_file(config, workdir_path, input_path, step))

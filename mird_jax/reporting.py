@@ -63,11 +63,12 @@ def write_history(workdir: pathlib.Path, history: list[dict]) -> None:
                "".join(json.dumps(_jsonable(h), sort_keys=True) + "\n" for h in history))
 
 
-def write_predictions(path: pathlib.Path, split: str, ids, labels, preds) -> None:
+def write_prediction_rows(path: pathlib.Path, rows) -> None:
+  """rows of (split, id, label, prediction); unlabelled examples carry label 0."""
   buf = io.StringIO()
   writer = csv.writer(buf)
   writer.writerow(["id", "split", "label", "prediction"])
-  for i, y, p in zip(ids, labels, preds):
+  for split, i, y, p in rows:
     writer.writerow([i, split, f"{float(y):.6g}", f"{float(p):.6g}"])
   atomic_write(path, buf.getvalue())
 

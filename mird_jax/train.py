@@ -37,8 +37,8 @@ class _Preemption:
 
 
 def _fresh_meta():
-  return {"epoch": 0, "iterator": None, "best": None, "best_epoch": None, "stale_epochs": 0,
-          "history": [], "done": False}
+  return {"epoch": 0, "iterator": None, "partial": None, "best": None, "best_epoch": None,
+          "stale_epochs": 0, "history": [], "done": False}
 
 
 def _check_finite(values: dict, step: int) -> None:
@@ -84,7 +84,9 @@ def _train_epoch(exp, state, meta, preemption, tb):
   it = streams.train.iterator(epoch, meta["iterator"])
   start = int(meta["iterator"]["next_index"]) if meta["iterator"] else 0
   unlabeled = streams.unlabeled.iterator(int(state.step)) if streams.unlabeled else None
-  sums, count = {}, 0
+  # A run preempted mid-epoch resumes its epoch's running sums too.
+  partial = meta.get("partial") or {"sums": {}, "count": 0}
+  sums, count = dict(partial["sums"]), partial["count"]
   progress = _Progress(epoch, streams.train.steps_per_epoch, start,
                        exp.config.train.log_every_steps)
   for i in range(start, streams.train.steps_per_epoch):
@@ -102,6 +104,7 @@ def _train_epoch(exp, state, meta, preemption, tb):
       tb.scalars(step_before + 1, values, "train/")
     if preemption.requested and i + 1 < streams.train.steps_per_epoch:
       meta["iterator"] = it.get_state()
+      meta["partial"] = {"sums": sums, "count": count}
       progress.close()
       return state, {}, True
   progress.close()
@@ -122,7 +125,7 @@ def _end_of_epoch(exp, ckpts, state, meta, train_means, tb):
     meta["stale_epochs"] += 1
   meta["history"].append({"epoch": epoch + 1, "step": int(state.step), "train": train_means,
                           "valid": val, "selected": improved})
-  meta.update(epoch=epoch + 1, iterator=None)
+  meta.update(epoch=epoch + 1, iterator=None, partial=None)
   meta["done"] = meta["epoch"] >= cfg.epochs or meta["stale_epochs"] >= cfg.patience
   ckpts.save_latest(int(state.step), state, meta)
   tb.scalars(epoch + 1, val, "valid/")
@@ -143,7 +146,8 @@ def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
   results = {"selected_epoch": meta["best_epoch"], "epochs_run": meta["epoch"],
              "select_metric": exp.config.train.select_metric, "valid": valid, "test": test}
   if jax.process_index() == 0:
-    reporting.write_predictions(workdir / "predictions.csv", "test", ids, labels, preds)
+    reporting.write_prediction_rows(workdir / "predictions.csv",
+                                    [("test", i, y, p) for i, y, p in zip(ids, labels, preds)])
     reporting.atomic_write(workdir / "results.json", reporting.dumps(results))
   return results
 

@@ -1,0 +1,88 @@
+"""Losses as plain functions: hand-computed values, masks, and the closed-form CLUB bound."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mird_jax import losses
+
+
+@pytest.mark.parametrize("b, d, seed", [(2, 1, 0), (7, 5, 1), (64, 16, 2)])
+def test_closed_form_club_bound_equals_the_pairwise_formula(b, d, seed):
+  k = jax.random.split(jax.random.key(seed), 3)
+  mu = jax.random.normal(k[0], (b, d))
+  logvar = jnp.tanh(jax.random.normal(k[1], (b, d)))
+  y = 2.0 * jax.random.normal(k[2], (b, d)) + 0.5
+  np.testing.assert_allclose(losses.club_upper_bound(mu, logvar, y),
+                             losses.club_upper_bound_pairwise(mu, logvar, y), rtol=1e-5,
+                             atol=1e-5)
+  g1 = jax.grad(losses.club_upper_bound, argnums=(0, 2))(mu, logvar, y)
+  g2 = jax.grad(losses.club_upper_bound_pairwise, argnums=(0, 2))(mu, logvar, y)
+  for a, c in zip(g1, g2):
+    np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
+
+
+def test_club_bound_is_zero_for_independent_constant_predictions():
+  y = jnp.array([[1.0], [-1.0]])
+  mu = jnp.zeros((2, 1))  # q(y|x) ignores x: positive and negative terms are equal.
+  assert float(losses.club_upper_bound(mu, jnp.zeros((2, 1)), y)) == pytest.approx(0.0)
+  # Perfect prediction of y from x: positive term 0, negative term -(mean sq dev)/2 per dim.
+  assert float(losses.club_upper_bound(y, jnp.zeros((2, 1)), y)) == pytest.approx(1.0)
+
+
+def test_club_log_likelihood_by_hand():
+  mu, logvar, y = jnp.array([[1.0, 0.0]]), jnp.array([[0.0, np.log(2.0)]]), jnp.array([[0.0, 2.0]])
+  # -(1)^2/1 - 0  +  -(2)^2/2 - log 2
+  assert float(losses.club_log_likelihood(mu, logvar, y)) == pytest.approx(-1 - 2 - np.log(2))
+
+
+def test_task_losses():
+  p, y = jnp.array([1.0, -1.0, 0.5]), jnp.array([0.0, -2.0, 0.5])
+  assert float(losses.task_loss(p, y, "mse")) == pytest.approx(2 / 3)
+  assert float(losses.task_loss(p, y, "l1")) == pytest.approx(2 / 3)
+  assert float(losses.task_loss(p, y + 1, "l1")) == pytest.approx((0 + 0 + 1) / 3)
+  with pytest.raises(ValueError, match="loss.task='huber'"):
+    losses.task_loss(p, y, "huber")
+
+
+def test_frame_reconstruction_counts_valid_frames_only():
+  target = jnp.zeros((2, 3, 2))
+  recon = jnp.ones((2, 3, 2))
+  lengths = jnp.array([1, 2])
+  assert float(losses.recon_frames(recon, target, lengths)) == pytest.approx(1.0)
+  # Errors in padded frames change nothing; errors in valid frames do.
+  recon2 = recon.at[0, 1:].set(100.0).at[1, 2].set(-50.0)
+  assert float(losses.recon_frames(recon2, target, lengths)) == pytest.approx(1.0)
+  recon3 = recon.at[1, 1, 0].set(3.0)  # (9 + 1) / 2 for that frame, 3 valid frames.
+  assert float(losses.recon_frames(recon3, target, lengths)) == pytest.approx((1 + 1 + 5) / 3)
+
+
+def test_token_cross_entropy_over_real_tokens_only():
+  logits = jnp.log(jnp.array([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]]))
+  ids = jnp.array([[0, 1, 2]])
+  mask = jnp.array([[1, 1, 0]])
+  expected = -(np.log(0.5) + np.log(0.8)) / 2
+  assert float(losses.recon_tokens_ce(logits, ids, mask)) == pytest.approx(expected, rel=1e-5)
+  garbage = logits.at[0, 2].set(jnp.array([9.0, -9.0, 0.0]))
+  assert float(losses.recon_tokens_ce(garbage, ids, mask)) == pytest.approx(expected, rel=1e-5)
+  emb = jnp.ones((1, 3, 4))
+  assert float(losses.recon_tokens_mse(emb.at[0, 2].set(7.0), emb, mask)) == 0.0
+
+
+def test_orthogonality():
+  z_s = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+  z_m = jnp.array([[0.0, 0.0], [0.0, 1.0]])
+  assert float(losses.orthogonality(z_s, z_m)) == 0.0
+  # z_s^T z_m / B = [[0, 1/2], [0, 0]] when both rows align on example 0.
+  assert float(losses.orthogonality(z_s, jnp.array([[0.0, 1.0], [0.0, 0.0]]))) == 0.25
+
+
+def test_combine_log_and_weighted():
+  terms = {"task": jnp.array(2.0), "recon/text": jnp.array(4.0), "mi/l_a": jnp.array(-0.5)}
+  weights = {"task": 1.0, "recon/text": 0.5, "mi/l_a": 2.0}
+  log_total = losses.combine(terms, weights, "log", 0.0)
+  assert float(log_total) == pytest.approx(np.log(2) + 0.5 * np.log(4) - 1.0)
+  assert float(losses.combine(terms, weights, "weighted", 0.0)) == pytest.approx(2 + 2 - 1)
+  with pytest.raises(ValueError, match="loss.combine='sum'"):
+    losses.combine(terms, weights, "sum", 0.0)
