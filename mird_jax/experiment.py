@@ -14,7 +14,6 @@ from data_pipelines import tfds_builders
 from mird_jax import checkpoint
 from mird_jax import metrics as metrics_lib
 from mird_jax import model as model_lib
-from mird_jax import optim
 from mird_jax import parallel
 from mird_jax import param_groups
 from mird_jax import step as step_lib
@@ -60,13 +59,9 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   model = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
   total_steps = config.train.epochs * steps_per_epoch
   shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
-  tx_main, tx_club, schedules = optim.make(config, shapes, total_steps)
+  train_step, tx_main, tx_club = step_lib.jit_train_step(config, model, mesh, shapes,
+                                                         total_steps)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  train_step = jax.jit(
-      functools.partial(step_lib.train_step, model=model, tx_main=tx_main, tx_club=tx_club,
-                        rules=config.optim.groups, cfg=step_lib.StepConfig.from_config(config),
-                        schedules=schedules),
-      in_shardings=(rep, data, data), out_shardings=(rep, rep), donate_argnums=0)
   eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
                       in_shardings=(rep, data), out_shardings=data)
   return Experiment(config, mesh, streams, model, tx_main, tx_club, total_steps, train_step,

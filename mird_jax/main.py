@@ -6,12 +6,13 @@ from absl import logging
 import jax
 import ml_collections
 
+from mird_jax import benchmark
 from mird_jax import describe
 from mird_jax import inference
 from mird_jax import reporting
 from mird_jax import train
 
-MODES = ("train", "eval", "predict", "describe")
+MODES = ("train", "eval", "predict", "describe", "benchmark")
 
 
 class _QuietLibraries:
@@ -29,6 +30,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str, *,
   if mode == "describe":
     print(describe.describe(config))
     return
+  if mode == "benchmark":
+    print(benchmark.run(config))
+    return
   if not workdir:
     raise ValueError(f"--mode={mode} needs --workdir")
   if config.train.distributed:
@@ -39,8 +43,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str, *,
   workdir_path.mkdir(parents=True, exist_ok=True)
   if mode == "train":
     results = train.train_and_evaluate(config, workdir_path)
-    print(reporting.dumps({"selected_epoch": results["selected_epoch"],
-                           "test": results["test"]}), end="")
+    print(reporting.dumps({k: results[k] for k in ("selected_epoch", "test")}), end="")
+    if "probes_test" in results:
+      print(probe_comparison(results))
   elif mode == "eval":
     result = inference.evaluate_split(config, workdir_path, split, step)
     print(reporting.dumps({"split": split, "step": step or "best", "metrics": result}), end="")
@@ -48,3 +53,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str, *,
     if not input_path:
       raise ValueError("--mode=predict needs --input FILE")
     print(inference.predict_file(config, workdir_path, input_path, step))
+
+
+def probe_comparison(results: dict) -> str:
+  """The model's test Corr/MAE beside the ridge probes' (one modality each, and all three)."""
+  lines = ["test Corr / MAE: model {:.3f} / {:.3f}".format(results["test"]["Corr"],
+                                                          results["test"]["MAE"])]
+  for name, m in results["probes_test"].items():
+    lines.append(f"  ridge probe, {name}: {m['Corr']:.3f} / {m['MAE']:.3f}")
+  return "\n".join(lines)

@@ -8,6 +8,7 @@ stop-gradient latents of this step (or on fresh-dropout latents with
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax
@@ -18,6 +19,8 @@ import optax
 from mird_jax import club
 from mird_jax import losses
 from mird_jax import model as model_lib
+from mird_jax import optim
+from mird_jax import parallel
 from mird_jax import param_groups
 
 _DROPOUT, _REFRESH = 0, 1  # fold_in tags of the per-step key.
@@ -149,7 +152,7 @@ def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, 
 
   leaves, opt_club = club_leaves(params, rules), state.opt_club
   metrics = {"loss": total, **{f"loss/{k}": v for k, v in terms.items()},
-             "grad_norm": optax.global_norm(grads)}
+             "grad_norm": optax.tree.norm(grads)}
   if cfg.constraint == "mim" and cfg.club_steps > 0:
     (leaves, opt_club), nlls = jax.lax.scan(estimator_update, (leaves, opt_club),
                                             jnp.arange(cfg.club_steps))
@@ -165,3 +168,16 @@ def eval_step(params, batch, *, model):
   """Deterministic predictions [B] (no reconstructions: they are not needed to score)."""
   pred, _ = model.apply({"params": params}, _joint_batch(batch, None), True, False)
   return pred
+
+
+def jit_train_step(config, model, mesh, params_shapes, total_steps: int, donate: bool = True):
+  """(jitted train_step, tx_main, tx_club) for `model` on `mesh`: params replicated, batches
+  sharded on `data`, the state donated."""
+  tx_main, tx_club, schedules = optim.make(config, params_shapes, total_steps)
+  rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  fn = jax.jit(functools.partial(train_step, model=model, tx_main=tx_main, tx_club=tx_club,
+                                 rules=config.optim.groups, cfg=StepConfig.from_config(config),
+                                 schedules=schedules),
+               in_shardings=(rep, data, data), out_shardings=(rep, rep),
+               donate_argnums=(0,) if donate else ())
+  return fn, tx_main, tx_club

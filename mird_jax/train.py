@@ -15,6 +15,8 @@ from absl import logging
 import jax
 import numpy as np
 
+from data_pipelines import input_pipeline
+from data_pipelines import probes
 from mird_jax import checkpoint
 from mird_jax import experiment
 from mird_jax import metrics as metrics_lib
@@ -145,11 +147,22 @@ def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
   valid = ckpts.best_meta()["valid"]
   results = {"selected_epoch": meta["best_epoch"], "epochs_run": meta["epoch"],
              "select_metric": exp.config.train.select_metric, "valid": valid, "test": test}
+  if exp.config.train.report_probes:
+    results["probes_test"] = probes.report(_in_memory(exp.streams.sources))
   if jax.process_index() == 0:
     reporting.write_prediction_rows(workdir / "predictions.csv",
                                     [("test", i, y, p) for i, y, p in zip(ids, labels, preds)])
     reporting.atomic_write(workdir / "results.json", reporting.dumps(results))
   return results
+
+
+def _in_memory(sources) -> dict:
+  """The labelled splits as canonical arrays (for the probes)."""
+  out = {}
+  for name in ("train", "valid", "test"):
+    rows = [input_pipeline.decode(sources[name][i]) for i in range(len(sources[name]))]
+    out[name] = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "id"}
+  return out
 
 
 def train_and_evaluate(config, workdir) -> dict:

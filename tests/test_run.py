@@ -1,6 +1,5 @@
 """run.py as a user runs it: bad input stops in one clear line before any work."""
 
-import json
 import os
 import pathlib
 import re
@@ -39,19 +38,17 @@ def test_bad_input_stops_in_one_line(tmp_path, args, message):
   assert not workdir.exists(), "bad input must stop before any work"
 
 
-def test_train_records_the_config_and_prepares_the_demo_data(tmp_path):
-  proc = _run("--config=configs/demo.py:smoke", "--config.seed=7", f"--workdir={tmp_path}")
-  assert proc.returncode == 0, proc.stderr
-  written = json.loads((tmp_path / "config.json").read_text())
-  assert written["seed"] == 7
-  assert written["bert"]["random"]["hidden_size"] == 32  # The smoke variant was applied.
-  assert (tmp_path / "raw" / "unaligned_50.pkl").exists()
-  assert "train 48, valid 20, test 20, unlabeled 32 examples" in proc.stderr
-
-
 def test_missing_data_files_are_named_with_instructions(tmp_path):
   proc = _run("--config=configs/mosi.py:smoke", f"--workdir={tmp_path}")
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith(f"run.py: {tmp_path}/tfds/downloads/manual/unaligned_50.pkl: no such")
   assert "MOSI/Processed/unaligned_50.pkl" in last
+
+
+def test_describe_and_benchmark_modes_need_no_workdir():
+  proc = _run("--config=configs/mosi.py:smoke", "--mode=benchmark",
+              "--config.club.refresh_latents=True")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "refresh_latents True" in proc.stdout and "steps/s" in proc.stdout
+  assert "examples/s" in proc.stdout and "peak" in proc.stdout

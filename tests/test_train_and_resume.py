@@ -69,6 +69,7 @@ def test_outputs_of_a_run(reference):
   for name in ("config.json", "metrics.jsonl", "results.json", "predictions.csv"):
     assert (reference / name).is_file(), name
   assert list((reference / "tensorboard").glob("events.out.tfevents.*"))
+  assert json.loads((reference / "config.json").read_text())["train"]["epochs"] == 3
   results, history = _outcome(reference)
   assert [h["epoch"] for h in history] == [1, 2, 3]
   selected = [h for h in history if h["selected"]][-1]

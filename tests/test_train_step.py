@@ -12,7 +12,6 @@ from configs import demo
 from data_pipelines import input_pipeline
 from data_pipelines import tfds_builders
 from mird_jax import model as model_lib
-from mird_jax import optim
 from mird_jax import parallel
 from mird_jax import step as step_lib
 
@@ -30,14 +29,9 @@ def _one_step(config, data, devices=None):
   mesh = parallel.make_mesh(devices)
   mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
   params = model_lib.init_params(mdl, jax.random.key(0))
-  tx_main, tx_club, schedules = optim.make(config, params, 10)
-  rep, shard = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  fn, tx_main, tx_club = step_lib.jit_train_step(config, mdl, mesh, params, 10, donate=False)
   state = jax.device_put(step_lib.create_state(params, tx_main, tx_club, config.optim.groups),
-                         rep)
-  fn = jax.jit(functools.partial(
-      step_lib.train_step, model=mdl, tx_main=tx_main, tx_club=tx_club,
-      rules=config.optim.groups, cfg=step_lib.StepConfig.from_config(config),
-      schedules=schedules), in_shardings=(rep, shard, shard), out_shardings=(rep, rep))
+                         parallel.replicated(mesh))
   batch, unlabeled = (parallel.to_global(d, mesh) for d in data)
   new_state, metrics = fn(state, batch, unlabeled)
   return params, jax.device_get(new_state.params), jax.device_get(metrics)
