@@ -29,7 +29,8 @@ from data_pipelines import tfds_builders
 _CHUNK = 256  # Examples generated at a time while building.
 
 
-class SyntheticStreamed(tfds_builders._MirdBuilder, skip_registration=True):  # pylint: disable=protected-access
+# pylint: disable-next=protected-access
+class SyntheticStreamed(tfds_builders._MirdBuilder, skip_registration=True):
   """Synthetic train split generated chunk by chunk: building never holds the whole split."""
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Nothing to download: generated."
 

@@ -45,12 +45,6 @@ def read_options(data_config) -> grain.ReadOptions:
                            prefetch_buffer_size=max(1, data_config.prefetch))
 
 
-def to_device(host_batches, mesh):
-  """Host batches -> global jax.Arrays sharded on the `data` axis (ids stay on the host)."""
-  for batch in host_batches:
-    yield parallel.to_global(batch, mesh)
-
-
 class _Host:
   """Which share of every global batch this host reads."""
 
@@ -138,7 +132,7 @@ class Streams:
     d = config.data
     self.sources, self.mesh = sources, mesh
     self.options = read_options(d)
-    self.batch_size = parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
+    parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
     parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
     host = dict(process_index=jax.process_index(), process_count=jax.process_count())
     self.train = (TrainStream(sources["train"], d.batch_size, config.seed, self.options, **host)
@@ -153,6 +147,7 @@ class Streams:
     self._eval_batch = d.eval_batch_size
 
   def to_device(self, host_batch):
+    """Host rows -> global jax.Arrays sharded on the `data` axis (ids stay on the host)."""
     return parallel.to_global(host_batch, self.mesh)
 
   def eval(self, split: str):

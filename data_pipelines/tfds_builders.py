@@ -14,7 +14,6 @@ import hashlib
 import json
 import pathlib
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import example
@@ -204,10 +203,3 @@ def prepare(config, workdir) -> dict[str, object]:
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
   return {split: builder.as_data_source(split=split) for split in builder.info.splits}
-
-
-def as_numpy(source, index: int) -> dict[str, np.ndarray]:
-  """One example of a data source with the id decoded to str."""
-  ex = dict(source[index])
-  ex["id"] = ex["id"].decode() if isinstance(ex["id"], bytes) else str(ex["id"])
-  return ex

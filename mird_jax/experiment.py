@@ -76,7 +76,7 @@ def predict(exp: Experiment, params, batches):
     raise NotImplementedError("evaluation on more than one host is not implemented yet")
   preds, labels, ids = [], [], []
   for host in batches:
-    device = next(input_pipeline.to_device(iter([host]), exp.mesh))
+    device = exp.streams.to_device(host)
     keep = host["mask"] > 0
     preds.append(np.asarray(exp.eval_step(params, device))[keep])
     labels.append(host["label"][keep])

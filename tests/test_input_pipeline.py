@@ -103,7 +103,7 @@ def test_resume_mid_epoch_from_an_orbax_checkpoint(sources, tmp_path):
 def test_batches_arrive_sharded_on_the_data_axis(sources):
   mesh = parallel.make_mesh()
   host = next(input_pipeline.TrainStream(sources["train"], 16, 0, OPTIONS).iterator(0))
-  batch = next(input_pipeline.to_device(iter([host]), mesh))
+  batch = parallel.to_global(host, mesh)
   assert "id" not in batch
   audio = batch["audio"]
   assert isinstance(audio, jax.Array) and audio.shape == host["audio"].shape

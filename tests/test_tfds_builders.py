@@ -5,6 +5,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import demo
+from data_pipelines import input_pipeline
 from data_pipelines import readers
 from data_pipelines import synthetic
 from data_pipelines import tfds_builders
@@ -35,10 +36,10 @@ def test_public_builders_from_manual_files(tmp_path, name, file, dims):
   assert {k: len(v) for k, v in sources.items()} == {"train": 7, "valid": 3, "test": 4}
   raw, _, _ = readers.read_labelled(manual / file, readers.ReadSpec())
   for split, source in sources.items():
-    by_id = {tfds_builders.as_numpy(source, i)["id"]: i for i in range(len(source))}
+    by_id = {input_pipeline.decode(source[i])["id"]: i for i in range(len(source))}
     assert set(by_id) == set(raw[split]["id"])
     for j in (0, len(raw[split]["id"]) - 1):
-      ex = tfds_builders.as_numpy(source, by_id[raw[split]["id"][j]])
+      ex = input_pipeline.decode(source[by_id[raw[split]["id"][j]]])
       for key in ("text_ids", "audio", "audio_len", "vision", "vision_len", "label"):
         np.testing.assert_array_equal(ex[key], raw[split][key][j], err_msg=key)
   assert written["labelled"].endswith("unaligned_50.pkl")
@@ -55,7 +56,7 @@ def test_synthetic_builder_generates_its_data(tmp_path):
   assert {k: len(v) for k, v in sources.items()} == {"train": 32, "valid": 12, "test": 12,
                                                       "unlabeled": 16}
   assert (tmp_path / "raw" / "factors.npz").exists()
-  ex = tfds_builders.as_numpy(sources["unlabeled"], 0)
+  ex = input_pipeline.decode(sources["unlabeled"][0])
   assert ex["id"].startswith("synun") and ex["label"] == 0
 
 
@@ -65,7 +66,7 @@ def test_prepare_from_config_and_rebuild_on_change(tmp_path):
   n = config.data.synthetic
   assert {k: len(v) for k, v in sources.items()} == {
       "train": n.n_train, "valid": n.n_valid, "test": n.n_test, "unlabeled": n.n_unlabeled}
-  ex = tfds_builders.as_numpy(sources["train"], 0)
+  ex = input_pipeline.decode(sources["train"][0])
   assert ex["audio"].shape == (config.data.audio_len, config.data.audio_dim)
   assert tfds_builders.prepare(config, tmp_path)["train"][0]["id"] == sources["train"][0]["id"]
   config.data.synthetic.n_train = 56  # A different dataset must not reuse the old build.
