@@ -46,7 +46,7 @@ def test_missing_data_files_are_named_with_instructions(tmp_path):
   assert "MOSI/Processed/unaligned_50.pkl" in last
 
 
-def test_describe_and_benchmark_modes_need_no_workdir():
+def test_benchmark_mode_needs_no_workdir():
   proc = _run("--config=configs/mosi.py:smoke", "--mode=benchmark",
               "--config.club.refresh_latents=True")
   assert proc.returncode == 0, proc.stderr[-2000:]
