@@ -1,6 +1,7 @@
 r"""Entry point: parses flags and hands off to mird_jax. The only file that defines flags.
 
   python run.py --config=configs/mosi.py --workdir=DIR [--mode=train|eval|predict]
+  python run.py --config=configs/mosi.py --mode=describe|benchmark
   python run.py --config=configs/mosi.py:smoke --workdir=DIR --config.seed=3
 """
 
@@ -18,7 +19,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for data, checkpoints and results (outside the repo); every "
-    "mode but describe needs it.")
+    "mode but describe and benchmark needs it.")
 _MODE = flags.DEFINE_enum("mode", "train", mird_main.MODES, "What to run.")
 _SPLIT = flags.DEFINE_string("split", "test", "--mode=eval: the split to score.")
 _STEP = flags.DEFINE_integer("step", None, "--mode=eval/predict: restore the latest checkpoint "
@@ -52,6 +53,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
              if a.startswith("--config.") and a.split("=")[0].rsplit(".", 1)[-1] == key]
     where = given[0] if given else "a --config.* override"
     sys.exit(f"run.py: {where}: the config has no key {key!r}. {hint}".strip())
+  if _MODE.value not in mird_main.NO_WORKDIR_MODES and not _WORKDIR.value:
+    sys.exit(f"run.py: --mode={_MODE.value} needs --workdir")
   return args
 
 

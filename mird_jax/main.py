@@ -13,6 +13,7 @@ from mird_jax import reporting
 from mird_jax import train
 
 MODES = ("train", "eval", "predict", "describe", "benchmark")
+NO_WORKDIR_MODES = ("describe", "benchmark")
 
 
 class _QuietLibraries:

@@ -52,3 +52,11 @@ def test_benchmark_mode_needs_no_workdir():
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "refresh_latents True" in proc.stdout and "steps/s" in proc.stdout
   assert "examples/s" in proc.stdout and "peak" in proc.stdout
+
+
+def test_missing_workdir_is_named():
+  proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--config=configs/mosi.py"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120,
+                        env={**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode != 0
+  assert proc.stderr.strip().splitlines() == ["run.py: --mode=train needs --workdir"]
