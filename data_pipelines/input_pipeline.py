@@ -3,13 +3,13 @@
 Every stream is a pure function of (seed, epoch or step), so the order never depends on
 hidden state: a restored run reads exactly the batches an uninterrupted one would.
 - Train: a fresh seeded global shuffle per epoch, truncated to whole global batches, each
-  host reading only positions h, h+H, ... of it (grain slicing), batched to static shapes.
+  host reading only its block of rows of each global batch, batched to static shapes.
   Mid-epoch position = grain's iterator state, saved in the checkpoint with (epoch).
 - Unlabelled: for step s, batch_u examples drawn at random from the pool with a key
   derived from (seed, s), each host reading its share.
 - Eval: the split padded to whole global batches; padded rows carry mask 0, so every
   example counts exactly once.
-The set of examples in a global batch does not depend on the number of hosts.
+The examples in a global batch, row by row, do not depend on the number of hosts.
 """
 
 import grain
@@ -46,13 +46,25 @@ def read_options(data_config) -> grain.ReadOptions:
 
 
 class _Host:
-  """Which share of every global batch this host reads."""
+  """Which rows of every global batch this host reads: the contiguous block
+  [index * per_host, (index + 1) * per_host), which is where
+  jax.make_array_from_process_local_data puts them. So every row of the global batch (and
+  its dropout mask) is the same example whatever the number of hosts."""
 
   def __init__(self, global_batch: int, process_index: int, process_count: int):
     if global_batch % process_count:
       raise ValueError(f"batch {global_batch} does not split over {process_count} hosts")
     self.index, self.count = process_index, process_count
-    self.per_host = global_batch // process_count
+    self.global_batch, self.per_host = global_batch, global_batch // process_count
+
+  def position(self, m: int) -> int:
+    """Global position of this host's m-th row (rows of consecutive batches follow)."""
+    step, row = divmod(int(m), self.per_host)
+    return step * self.global_batch + self.index * self.per_host + row
+
+  def share(self, rows: np.ndarray) -> np.ndarray:
+    """This host's block of one global batch's rows."""
+    return rows[self.index * self.per_host:(self.index + 1) * self.per_host]
 
 
 class TrainStream:
@@ -69,10 +81,11 @@ class TrainStream:
     self.read_options = read_options
 
   def dataset(self, epoch: int) -> grain.MapDataset:
-    ds = grain.MapDataset.source(self.source).shuffle(seed=_derive(self.seed, _TRAIN_STREAM,
-                                                                  epoch))
-    ds = ds[:self.steps_per_epoch * self.global_batch][self.host.index::self.host.count]
-    return ds.map(decode).batch(self.host.per_host, drop_remainder=True)
+    shuffled = grain.MapDataset.source(self.source).shuffle(
+        seed=_derive(self.seed, _TRAIN_STREAM, epoch))
+    ds = grain.MapDataset.range(self.steps_per_epoch * self.host.per_host).map(
+        lambda m: decode(shuffled[self.host.position(m)]))
+    return ds.batch(self.host.per_host, drop_remainder=True)
 
   def iterator(self, epoch: int, state: dict | None = None):
     it = iter(self.dataset(epoch).to_iter_dataset(self.read_options))
@@ -95,7 +108,7 @@ class UnlabeledStream:
     rng = np.random.default_rng(_derive(self.seed, _UNLABELED_STREAM, step))
     n = len(self.source)
     drawn = rng.choice(n, size=self.global_batch, replace=self.global_batch > n)
-    return drawn[self.host.index::self.host.count]
+    return self.host.share(drawn)
 
   def _batch(self, step: int) -> dict[str, np.ndarray]:
     rows = [decode(self.source[int(i)]) for i in self.indices(step)]
@@ -110,7 +123,7 @@ class UnlabeledStream:
 
 def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
                  process_index: int = 0, process_count: int = 1):
-  """This host's padded eval batches, each with `mask` (1 real, 0 padding)."""
+  """This host's padded eval batches, each with `mask` (1 real, 0 padding) and `position`."""
   host = _Host(global_batch, process_index, process_count)
   n = len(source)
   padded = -(-n // global_batch) * global_batch
@@ -118,10 +131,11 @@ def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
   def read(i):
     ex = decode(source[int(i) % n])
     ex["mask"] = np.float32(i < n)
+    ex["position"] = np.int32(i)  # Dataset order, to reassemble rows gathered from hosts.
     if i >= n:
       ex["id"] = ""
     return ex
-  ds = grain.MapDataset.range(padded)[host.index::host.count].map(read)
+  ds = grain.MapDataset.range(padded // host.count).map(lambda m: read(host.position(m)))
   return iter(ds.batch(host.per_host).to_iter_dataset(read_options))
 
 

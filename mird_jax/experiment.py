@@ -7,6 +7,7 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from data_pipelines import input_pipeline
@@ -68,20 +69,38 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
                     eval_step, rep)
 
 
+_ID_BYTES = 128  # Ids cross hosts as fixed-width bytes.
+
+
+def _local_rows(global_array) -> np.ndarray:
+  """This host's rows of a batch-sharded array, in the order of its host batch."""
+  shards = sorted(global_array.addressable_shards, key=lambda sh: sh.index[0].start or 0)
+  return np.concatenate([np.asarray(sh.data) for sh in shards])
+
+
+def _gather_hosts(local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Every host's rows, concatenated (all hosts hold the same number of padded rows)."""
+  if jax.process_count() == 1:
+    return local
+  gathered = multihost_utils.process_allgather(local)
+  return {k: np.asarray(v).reshape((-1,) + local[k].shape[1:]) for k, v in gathered.items()}
+
+
 def predict(exp: Experiment, params, batches):
-  """(predictions, labels, ids) of every real (mask 1) example of the eval batches."""
-  if jax.process_count() > 1:
-    # Each host holds its own rows; gathering them (and their string ids) across hosts is
-    # part of the multi-host work, not done yet.
-    raise NotImplementedError("evaluation on more than one host is not implemented yet")
-  preds, labels, ids = [], [], []
+  """(predictions, labels, ids) of every real (mask 1) example, in dataset order, gathered
+  from all hosts."""
+  parts = {"pred": [], "label": [], "mask": [], "position": [], "id": []}
   for host in batches:
-    device = exp.streams.to_device(host)
-    keep = host["mask"] > 0
-    preds.append(np.asarray(exp.eval_step(params, device))[keep])
-    labels.append(host["label"][keep])
-    ids.extend(np.asarray(host["id"])[keep].tolist())
-  return np.concatenate(preds), np.concatenate(labels), ids
+    parts["pred"].append(_local_rows(exp.eval_step(params, exp.streams.to_device(host))))
+    for k in ("label", "mask", "position"):
+      parts[k].append(host[k])
+    parts["id"].append(np.array([i.encode()[:_ID_BYTES] for i in host["id"]],
+                                dtype=f"S{_ID_BYTES}").view(np.uint8).reshape(-1, _ID_BYTES))
+  rows = _gather_hosts({k: np.concatenate(v) for k, v in parts.items()})
+  keep = rows["mask"] > 0
+  order = np.argsort(rows["position"][keep], kind="stable")
+  ids = [bytes(r).rstrip(b"\0").decode() for r in rows["id"][keep][order]]
+  return rows["pred"][keep][order], rows["label"][keep][order], ids
 
 
 def evaluate(exp: Experiment, params, split: str):

@@ -1,5 +1,6 @@
 """What run.py calls: sets up the process and dispatches on the mode."""
 
+import os
 import pathlib
 
 from absl import logging
@@ -9,6 +10,7 @@ import ml_collections
 from mird_jax import benchmark
 from mird_jax import describe
 from mird_jax import inference
+from mird_jax import parallel
 from mird_jax import reporting
 from mird_jax import train
 
@@ -37,6 +39,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str, *,
   if not workdir:
     raise ValueError(f"--mode={mode} needs --workdir")
   if config.train.distributed:
+    if "cpu" in os.environ.get("JAX_PLATFORMS", ""):  # Before any backend exists.
+      os.environ["XLA_FLAGS"] = " ".join(
+          [os.environ.get("XLA_FLAGS", ""), parallel.CPU_MULTIPROCESS_XLA_FLAGS]).strip()
     jax.distributed.initialize()
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())

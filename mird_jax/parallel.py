@@ -11,6 +11,11 @@ import numpy as np
 
 AXIS = "data"
 
+# Several CPU processes (gloo collectives): XLA's concurrency-optimised scheduler may issue
+# independent collectives in a different order on each process, which gloo cannot pair
+# ("Received data size doesn't match expected size"); the plain scheduler keeps one order.
+CPU_MULTIPROCESS_XLA_FLAGS = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
   devices = list(devices) if devices is not None else jax.devices()

@@ -78,12 +78,15 @@ def create_state(params, tx_main, tx_club, rules) -> TrainState:
                     opt_club=tx_club.init(club_leaves(params, rules)))
 
 
+_MODEL_INPUTS = ("text_ids", "text_mask", "text_type", "audio", "audio_len", "vision",
+                 "vision_len")
+
+
 def _joint_batch(batch, unlabeled):
-  """Labelled rows first, then unlabelled ones, for one forward pass."""
-  keys = [k for k in batch if k not in ("label", "mask")]
+  """The model's inputs: labelled rows first, then unlabelled ones, for one forward pass."""
   if unlabeled is None:
-    return {k: batch[k] for k in keys}
-  return {k: jnp.concatenate([batch[k], unlabeled[k]], axis=0) for k in keys}
+    return {k: batch[k] for k in _MODEL_INPUTS}
+  return {k: jnp.concatenate([batch[k], unlabeled[k]], axis=0) for k in _MODEL_INPUTS}
 
 
 def loss_terms(pred_B, aux, stats, joint, labels_B, cfg: StepConfig):
