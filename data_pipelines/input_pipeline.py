@@ -40,6 +40,12 @@ def decode(ex) -> dict[str, np.ndarray]:
   return out
 
 
+def read_rows(source, indices) -> dict[str, np.ndarray]:
+  """The decoded examples at `indices`, stacked field by field ([N, ...])."""
+  rows = [decode(source[int(i)]) for i in indices]
+  return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
 def read_options(data_config) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=max(1, data_config.prefetch),
                            prefetch_buffer_size=max(1, data_config.prefetch))
@@ -111,8 +117,7 @@ class UnlabeledStream:
     return self.host.share(drawn)
 
   def _batch(self, step: int) -> dict[str, np.ndarray]:
-    rows = [decode(self.source[int(i)]) for i in self.indices(step)]
-    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    batch = read_rows(self.source, self.indices(step))
     del batch["label"]  # Unlabelled: nothing may read a label here.
     return batch
 

@@ -28,7 +28,6 @@ class Experiment:
   model: model_lib.MIRD
   tx_main: Any
   tx_club: Any
-  total_steps: int
   train_step: Any  # jitted (state, batch, unlabeled) -> (state, metrics)
   eval_step: Any  # jitted (params, batch) -> predictions
   replicated: Any
@@ -43,6 +42,7 @@ class Experiment:
     return jax.device_put(state, self.replicated)
 
   def abstract_state(self):
+    """The train state's shapes, placed with the current mesh's shardings (a restore target)."""
     shapes = jax.eval_shape(lambda: step_lib.create_state(
         model_lib.init_params(self.model, jax.random.key(0)), self.tx_main, self.tx_club,
         self.config.optim.groups))
@@ -65,8 +65,8 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
                       in_shardings=(rep, data), out_shardings=data)
-  return Experiment(config, mesh, streams, model, tx_main, tx_club, total_steps, train_step,
-                    eval_step, rep)
+  return Experiment(config, mesh, streams, model, tx_main, tx_club, train_step, eval_step,
+                    rep)
 
 
 _ID_BYTES = 128  # Ids cross hosts as fixed-width bytes.

@@ -20,8 +20,7 @@ def _params(exp, workdir, step):
   ckpts = checkpoint.Checkpoints(workdir, exp.config.train.keep_checkpoints)
   try:
     if step is None:
-      return ckpts.restore_best_params(checkpoint.abstract_like(
-          exp.abstract_state().params, exp.replicated))
+      return ckpts.restore_best_params(exp.abstract_state().params)
     return ckpts.restore_state_at(step, exp.abstract_state()).params
   finally:
     ckpts.close()

@@ -136,15 +136,23 @@ def sims_regression(preds, labels) -> dict[str, float]:
   return {k: out[k] for k in SIMS_KEYS}
 
 
+def names(dataset: str) -> tuple[str, ...]:
+  """The keys `all_metrics` returns for `dataset`, in order."""
+  if dataset == "sims":
+    return SIMS_KEYS
+  if dataset not in ("mosi", "mosei"):
+    raise ValueError(f"unknown metric dataset {dataset!r}; expected mosi, mosei or sims")
+  return MMSA_KEYS + tuple(f"MAG/{k}" for k in MAG_KEYS)
+
+
 def all_metrics(preds, labels, *, dataset: str = "mosi") -> dict[str, float]:
   """The flat dictionary every split report uses.
 
   MOSI/MOSEI: the MMSA suite plus the MAG protocol under `MAG/*`. SIMS: MMSA's SIMS suite
   (the MAG protocol is defined for the [-3, 3] scale only).
   """
+  names(dataset)  # Rejects an unknown dataset before any work.
   if dataset == "sims":
     return sims_regression(preds, labels)
-  if dataset not in ("mosi", "mosei"):
-    raise ValueError(f"unknown metric dataset {dataset!r}; expected mosi, mosei or sims")
   mag = {f"MAG/{k}": v for k, v in mag_protocol(preds, labels).items()}
   return {**mmsa_regression(preds, labels), **mag}

@@ -141,8 +141,7 @@ def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
   if meta["best_epoch"] is None:
     raise FloatingPointError("no epoch had a finite validation "
                              f"{exp.config.train.select_metric}: nothing to select")
-  params = ckpts.restore_best_params(checkpoint.abstract_like(
-      exp.abstract_state().params, exp.replicated))
+  params = ckpts.restore_best_params(exp.abstract_state().params)
   test, (preds, labels, ids) = experiment.evaluate(exp, params, "test")
   valid = ckpts.best_meta()["valid"]
   results = {"selected_epoch": meta["best_epoch"], "epochs_run": meta["epoch"],
@@ -158,17 +157,13 @@ def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
 
 def _in_memory(sources) -> dict:
   """The labelled splits as canonical arrays (for the probes)."""
-  out = {}
-  for name in ("train", "valid", "test"):
-    rows = [input_pipeline.decode(sources[name][i]) for i in range(len(sources[name]))]
-    out[name] = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "id"}
-  return out
+  return {name: input_pipeline.read_rows(sources[name], range(len(sources[name])))
+          for name in ("train", "valid", "test")}
 
 
 def train_and_evaluate(config, workdir) -> dict:
   workdir = pathlib.Path(workdir)
-  if config.train.select_metric not in metrics_lib.all_metrics(
-      [0.5, -1.0], [1.0, -1.0], dataset=config.data.metric_dataset):
+  if config.train.select_metric not in metrics_lib.names(config.data.metric_dataset):
     raise ValueError(f"train.select_metric={config.train.select_metric!r} is not a metric of "
                      f"the {config.data.metric_dataset} suite")
   if jax.process_index() == 0:

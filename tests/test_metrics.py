@@ -121,6 +121,7 @@ def test_agrees_with_sklearn_and_scipy(seed):
 def test_suite_names():
   out = metrics.all_metrics([0.1, -0.2, 0.5], [1.0, -1.0, 0.0], dataset="mosei")
   assert list(out) == list(metrics.MMSA_KEYS) + [f"MAG/{k}" for k in metrics.MAG_KEYS]
+  assert tuple(out) == metrics.names("mosei")
 
 
 @pytest.mark.parametrize("p, y, match", [
