@@ -11,7 +11,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+# Both are light: JAX, Flax, Orbax and TFDS are imported by mird_main.run, after the flags
+# and the config have been checked.
 from data_pipelines.checks import DataError
+from mird_jax import config_check
 from mird_jax import main as mird_main
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -55,6 +58,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"run.py: {where}: the config has no key {key!r}. {hint}".strip())
   if _MODE.value not in mird_main.NO_WORKDIR_MODES and not _WORKDIR.value:
     sys.exit(f"run.py: --mode={_MODE.value} needs --workdir")
+  try:
+    config_check.validate(_CONFIG.value)
+  except config_check.ConfigError as e:
+    sys.exit(f"run.py: {e}")
   return args
 
 
@@ -68,7 +75,8 @@ def _main(argv):
   try:
     mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value, split=_SPLIT.value,
                   step=_STEP.value, input_path=_INPUT.value)
-  except (DataError, FileNotFoundError) as e:  # Bad input files: one line, no traceback.
+  # Bad input files, or a config that does not fit the data or the devices: one line.
+  except (DataError, FileNotFoundError, config_check.ConfigError) as e:
     sys.exit(f"run.py: {e}")
 
 

@@ -5,8 +5,12 @@ r"""MIRD on CMU-MOSI (MMSA `unaligned_50.pkl` features), the base config every o
 
 Every key the code reads is defined here with its default; the code reads them by
 attribute, and the config is locked, so a misspelled key fails. Defaults follow the public
-MIRD code (../shared/spec/mird_reference.md) except where design.md fixes a defect; those
-places say so.
+MIRD code except where it has a defect; docs/differences.md lists every difference and the
+key that restores the public behaviour where there is one.
+
+No unlabelled data here: the MMSA releases carry no unlabelled pool, so this config trains
+MIRD without one (the paper's "w/o unlabelled data" setting). configs/mosi_paper.py is the
+paper's own setting (MIRD-layout features and an unlabelled pool).
 """
 
 import ml_collections
@@ -33,7 +37,9 @@ def _data() -> ConfigDict:
   d.vision_dim = 20
   d.batch_size = 48  # Global labelled batch, split over all devices of all hosts.
   d.eval_batch_size = 128  # Eval batches are padded with a mask, never dropped.
-  d.unlabeled_ratio = 2.0  # Unlabelled draws per step = ratio * batch_size; 0 = none.
+  # Unlabelled draws per step = ratio * batch_size; 0 = none. A ratio > 0 needs
+  # unlabeled_file (the run stops before any work otherwise). The public code used 2.
+  d.unlabeled_ratio = 0.0
   d.prefetch = 4  # grain read threads, and batches prefetched ahead of the step.
   return d
 
@@ -61,7 +67,6 @@ def _model() -> ConfigDict:
   m = ConfigDict()
   m.d_z = 64  # Size of z_s, z_l, z_a, z_v.
   m.lstm_hidden = 64  # Audio/vision encoder LSTM width.
-  m.decoder_hidden = 128  # Reconstruction decoder LSTM width.
   m.regressor_hidden = 64
   m.fusion = "wsa"  # wsa (sparsemax word-wise alignment) | wa (softmax).
   m.beta_shift = 1.0  # WSA norm-ratio scale: alpha = min(|e| / |h| * beta_shift, 1).
@@ -72,6 +77,9 @@ def _model() -> ConfigDict:
   m.latent_dropout = 0.5  # After each BERT's pooled output.
   m.fusion_dropout = 0.5  # Inside WSA, after its LayerNorm.
   m.regressor_dropout = 0.5
+  # flax: Flax's default initialisers; pytorch: torch's (U(+-1/sqrt(fan_in)) for Linear,
+  # U(+-1/sqrt(hidden)) for LSTM), as the public code gets. BERT and WSA: N(0, 0.02) in both.
+  m.init_scheme = "flax"
   m.dtype = "float32"  # Compute dtype (bfloat16 for TPU/GPU); params stay float32.
   return m
 
@@ -174,10 +182,10 @@ def apply_smoke(config: ConfigDict) -> None:
   config.data.vision_len = 20
   config.data.batch_size = 8
   config.data.eval_batch_size = 16
-  config.data.unlabeled_ratio = 1.0
+  if config.data.unlabeled_file:
+    config.data.unlabeled_ratio = 1.0
   config.model.d_z = 16
   config.model.lstm_hidden = 16
-  config.model.decoder_hidden = 16
   config.model.regressor_hidden = 16
   config.club.hidden = 8
   config.club.steps = 2

@@ -1,4 +1,4 @@
-"""The canonical example every reader produces and every model consumes (design.md, 3).
+"""The canonical example every reader produces and every model consumes (docs/design.md).
 
 A split is a dict of numpy arrays with a leading example axis N (fixed padded shapes):
   text_ids, text_mask, text_type  int32   [N, T_t]

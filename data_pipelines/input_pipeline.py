@@ -10,14 +10,14 @@ hidden state: a restored run reads exactly the batches an uninterrupted one woul
 - Eval: the split padded to whole global batches; padded rows carry mask 0, so every
   example counts exactly once.
 The examples in a global batch, row by row, do not depend on the number of hosts.
+Everything here yields host numpy arrays; the trainer places them on its device mesh.
 """
 
 import grain
-import jax
 import numpy as np
 
+from data_pipelines import checks
 from data_pipelines import example
-from mird_jax import parallel
 
 _UNLABELED_STREAM = 1  # Seed-stream tags, so train and unlabelled draws never coincide.
 _TRAIN_STREAM = 2
@@ -82,8 +82,9 @@ class TrainStream:
     self.host = _Host(global_batch, process_index, process_count)
     self.steps_per_epoch = len(source) // global_batch
     if self.steps_per_epoch < 1:
-      raise ValueError(f"the train split has {len(source)} examples, fewer than one global "
-                       f"batch (data.batch_size={global_batch})")
+      raise checks.DataError(f"the train split has {len(source)} examples, fewer than one "
+                             f"global batch (data.batch_size={global_batch}): lower "
+                             "data.batch_size or use more training data")
     self.read_options = read_options
 
   def dataset(self, epoch: int) -> grain.MapDataset:
@@ -145,33 +146,35 @@ def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
 
 
 class Streams:
-  """Everything the trainer reads, built from the config for this host and mesh."""
+  """Everything the trainer reads, built from the config, for one host of `process_count`."""
 
-  def __init__(self, config, sources: dict, mesh):
+  def __init__(self, config, sources: dict, *, process_index: int, process_count: int):
     d = config.data
-    self.sources, self.mesh = sources, mesh
+    self.sources = sources
     self.options = read_options(d)
-    parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
-    parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
-    host = dict(process_index=jax.process_index(), process_count=jax.process_count())
+    host = dict(process_index=process_index, process_count=process_count)
     self.train = (TrainStream(sources["train"], d.batch_size, config.seed, self.options, **host)
                   if "train" in sources else None)
-    n_unlabeled = int(round(d.unlabeled_ratio * d.batch_size))
     self.unlabeled = None
-    if n_unlabeled > 0 and len(sources.get("unlabeled", ())) > 0:
-      parallel.check_batch_size(n_unlabeled, mesh, "data.unlabeled_ratio * data.batch_size")
+    n_unlabeled = unlabeled_batch_size(d)
+    if n_unlabeled > 0 and "train" in sources:
+      if len(sources.get("unlabeled", ())) == 0:
+        raise checks.DataError(
+            f"data.unlabeled_ratio={d.unlabeled_ratio} asks for unlabelled examples, but the "
+            f"dataset has no unlabeled split (data.unlabeled_file={d.unlabeled_file!r})")
       self.unlabeled = UnlabeledStream(sources["unlabeled"], n_unlabeled, config.seed,
                                        self.options, **host)
     self._host = host
     self._eval_batch = d.eval_batch_size
 
-  def to_device(self, host_batch):
-    """Host rows -> global jax.Arrays sharded on the `data` axis (ids stay on the host)."""
-    return parallel.to_global(host_batch, self.mesh)
-
   def eval(self, split: str):
     """Padded eval batches of `split` for this host (with `mask` and `id`)."""
     return eval_batches(self.sources[split], self._eval_batch, self.options, **self._host)
+
+
+def unlabeled_batch_size(data_config) -> int:
+  """Unlabelled examples per global step: ratio x labelled batch, rounded."""
+  return int(round(data_config.unlabeled_ratio * data_config.batch_size))
 
 
 class ArraySource:

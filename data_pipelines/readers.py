@@ -1,4 +1,4 @@
-"""Readers for the public feature files (../shared/spec/data_formats.md) into canonical splits.
+"""Readers for the public feature files (docs/data.md) into canonical splits.
 
 Formats:
 - mmsa: MMSA `aligned_50.pkl` / `unaligned_50.pkl` (MOSI, MOSEI) and `unaligned_39.pkl`

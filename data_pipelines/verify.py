@@ -16,7 +16,7 @@ from data_pipelines import checks
 from data_pipelines import readers
 from data_pipelines import text
 
-# SHA-256 of the public MMSA releases (../shared/spec/data_formats.md).
+# SHA-256 of the public MMSA releases (docs/data.md).
 KNOWN_SHA256 = {
     "78e0f8b5ef8ff71558e7307848fc1fa929ecb078203f565ab22b9daab2e02524":
         "MMSA MOSI/Processed/unaligned_50.pkl",

@@ -14,7 +14,9 @@ import time
 import jax
 import numpy as np
 
+from data_pipelines import input_pipeline
 from mird_jax import model as model_lib
+from mird_jax import optim
 from mird_jax import parallel
 from mird_jax import step as step_lib
 
@@ -37,17 +39,19 @@ def _peak_memory() -> str:
   return f"host peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
 
 
-def run(config, repeats: int = 10, warmup: int = 2, budget_s: float = 120.0) -> str:
-  """Times `repeats` steps after `warmup`, stopping early (after at least 3) past `budget_s`
-  so that paper sizes on a CPU still finish."""
-  mesh = parallel.make_mesh()
+def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
+        budget_s: float = 120.0) -> str:
+  """Times `repeats` steps after `warmup` on `mesh` (default: every device), stopping early
+  (after at least 3) past `budget_s` so that paper sizes on a CPU still finish."""
+  mesh = mesh if mesh is not None else parallel.make_mesh()
   mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
   params = model_lib.init_params(mdl, jax.random.key(0))
-  fn, tx_main, tx_club = step_lib.jit_train_step(config, mdl, mesh, params, 1000)
-  state = jax.device_put(step_lib.create_state(params, tx_main, tx_club, config.optim.groups),
+  fn, tx_main, tx_club = step_lib.jit_train_step(config, mdl, mesh, params)
+  state = jax.device_put(step_lib.create_state(params, tx_main, tx_club, config.optim.groups,
+                                               optim.hparams(config, total_steps=1000)),
                          parallel.replicated(mesh))
   b = config.data.batch_size
-  u = int(round(config.data.unlabeled_ratio * b))
+  u = input_pipeline.unlabeled_batch_size(config.data)
   batch = parallel.to_global(_random_batch(mdl.spec, b, 0, True), mesh)
   unlabeled = parallel.to_global(_random_batch(mdl.spec, u, 1, False), mesh) if u else None
   t0 = time.perf_counter()

@@ -8,6 +8,7 @@ import flax
 import jax
 import numpy as np
 
+from data_pipelines import input_pipeline
 from mird_jax import model as model_lib
 from mird_jax import param_groups
 
@@ -23,10 +24,10 @@ def forward_flops(mdl, params, batch_size: int) -> float:
   batch = jax.eval_shape(lambda: model_lib.dummy_batch(mdl.spec, batch_size))
 
   def forward(p, b, rng):
-    return mdl.apply({"params": p}, b, False, rngs={"dropout": rng})
+    return mdl.apply({"params": p}, b, deterministic=False, rngs={"dropout": rng})
 
-  compiled = jax.jit(forward).lower(params, batch, jax.random.key(0)).compile()
-  cost = compiled.cost_analysis()
+  # XLA's cost analysis of the lowered (unoptimised) program: no compile needed.
+  cost = jax.jit(forward).lower(params, batch, jax.random.key(0)).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", float("nan")))
 
@@ -42,7 +43,7 @@ def describe(config, with_flops: bool = True) -> str:
   lines += [f"  group {g}: {n:,}" for g, n in groups.items()]
   lines += [f"  module {m}: {n:,}" for m, n in modules.items()]
   if with_flops:
-    b = config.data.batch_size + int(round(config.data.unlabeled_ratio * config.data.batch_size))
+    b = config.data.batch_size + input_pipeline.unlabeled_batch_size(config.data)
     flops = forward_flops(mdl, params, b)
     lines.append(f"forward FLOPs at batch {b} (labelled + unlabelled), text reconstruction "
                  f"target {config.model.text_recon_target}: {flops:.4g}")

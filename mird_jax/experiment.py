@@ -15,6 +15,7 @@ from data_pipelines import tfds_builders
 from mird_jax import checkpoint
 from mird_jax import metrics as metrics_lib
 from mird_jax import model as model_lib
+from mird_jax import optim
 from mird_jax import parallel
 from mird_jax import param_groups
 from mird_jax import step as step_lib
@@ -31,6 +32,11 @@ class Experiment:
   train_step: Any  # jitted (state, batch, unlabeled) -> (state, metrics)
   eval_step: Any  # jitted (params, batch) -> predictions
   replicated: Any
+  hparams: dict  # optim.hparams for this run's length.
+
+  def to_device(self, host_batch):
+    """This host's rows of a batch -> global jax.Arrays sharded on `data` (ids stay here)."""
+    return parallel.to_global(host_batch, self.mesh)
 
   def initial_state(self):
     params = model_lib.init_params(self.model, jax.random.key(self.config.seed),
@@ -38,35 +44,43 @@ class Experiment:
     logging.info("parameter groups (%s):\n%s", param_groups.counts(
         params, self.config.optim.groups), param_groups.assignment_summary(
             params, self.config.optim.groups))
-    state = step_lib.create_state(params, self.tx_main, self.tx_club, self.config.optim.groups)
+    state = step_lib.create_state(params, self.tx_main, self.tx_club, self.config.optim.groups,
+                                  self.hparams)
     return jax.device_put(state, self.replicated)
 
   def abstract_state(self):
     """The train state's shapes, placed with the current mesh's shardings (a restore target)."""
     shapes = jax.eval_shape(lambda: step_lib.create_state(
         model_lib.init_params(self.model, jax.random.key(0)), self.tx_main, self.tx_club,
-        self.config.optim.groups))
+        self.config.optim.groups, self.hparams))
     return checkpoint.abstract_like(shapes, self.replicated)
 
 
 def build(config, workdir, mesh=None, sources=None) -> Experiment:
   """Everything for a run; `sources` replaces the configured dataset (predict on a file)."""
   mesh = mesh if mesh is not None else parallel.make_mesh()
+  d = config.data
+  parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
+  parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
+  if input_pipeline.unlabeled_batch_size(d) > 0:
+    parallel.check_batch_size(input_pipeline.unlabeled_batch_size(d), mesh,
+                              "data.unlabeled_ratio * data.batch_size")
   sources = sources if sources is not None else tfds_builders.prepare(config, workdir)
-  streams = input_pipeline.Streams(config, sources, mesh)
+  streams = input_pipeline.Streams(config, sources, process_index=jax.process_index(),
+                                   process_count=jax.process_count())
   steps_per_epoch = streams.train.steps_per_epoch if streams.train else 1
   logging.info("data %s: %s examples; %d train steps per epoch", config.data.name,
                ", ".join(f"{k} {len(v)}" for k, v in sources.items()), steps_per_epoch)
   model = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
   total_steps = config.train.epochs * steps_per_epoch
   shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
-  train_step, tx_main, tx_club = step_lib.jit_train_step(config, model, mesh, shapes,
-                                                         total_steps)
+  train_step, tx_main, tx_club = step_lib.jit_train_step(config, model, mesh, shapes)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
                       in_shardings=(rep, data), out_shardings=data)
-  return Experiment(config, mesh, streams, model, tx_main, tx_club, train_step, eval_step,
-                    rep)
+  return Experiment(config=config, mesh=mesh, streams=streams, model=model, tx_main=tx_main,
+                    tx_club=tx_club, train_step=train_step, eval_step=eval_step, replicated=rep,
+                    hparams=optim.hparams(config, total_steps))
 
 
 _ID_BYTES = 128  # Ids cross hosts as fixed-width bytes.
@@ -91,7 +105,7 @@ def predict(exp: Experiment, params, batches):
   from all hosts."""
   parts = {"pred": [], "label": [], "mask": [], "position": [], "id": []}
   for host in batches:
-    parts["pred"].append(_local_rows(exp.eval_step(params, exp.streams.to_device(host))))
+    parts["pred"].append(_local_rows(exp.eval_step(params, exp.to_device(host))))
     for k in ("label", "mask", "position"):
       parts[k].append(host[k])
     parts["id"].append(np.array([i.encode()[:_ID_BYTES] for i in host["id"]],

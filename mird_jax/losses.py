@@ -1,4 +1,4 @@
-"""Losses as plain functions of arrays (design.md, 2). Every masked mean divides by the count of
+"""Losses as plain functions of arrays (docs/design.md). Every masked mean divides by the count of
 real tokens/frames, so padding never dilutes or enters a loss."""
 
 import jax

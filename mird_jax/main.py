@@ -1,18 +1,15 @@
-"""What run.py calls: sets up the process and dispatches on the mode."""
+"""What run.py calls: sets up the process and dispatches on the mode.
+
+Importing this module is cheap (no JAX, no TFDS): run.py reads MODES from it while parsing
+flags, and the heavy stack is imported by `run`, after the config has been checked.
+"""
 
 import os
 import pathlib
 
 from absl import logging
-import jax
-import ml_collections
 
-from mird_jax import benchmark
-from mird_jax import describe
-from mird_jax import inference
-from mird_jax import parallel
-from mird_jax import reporting
-from mird_jax import train
+from mird_jax import config_check
 
 MODES = ("train", "eval", "predict", "describe", "benchmark")
 NO_WORKDIR_MODES = ("describe", "benchmark")
@@ -25,11 +22,21 @@ class _QuietLibraries:
     return record.levelno >= 30 or "/orbax/" not in record.pathname
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | None, mode: str, *,
-        split: str = "test", step: int | None = None, input_path: str | None = None) -> None:
+def run(config, workdir: str | None, mode: str, *, split: str = "test",
+        step: int | None = None, input_path: str | None = None) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if mode not in MODES:
     raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
+  config_check.validate(config)
+  # pylint: disable=g-import-not-at-top  # The heavy stack, only once the input is checked.
+  import jax
+  from mird_jax import benchmark
+  from mird_jax import describe
+  from mird_jax import inference
+  from mird_jax import parallel
+  from mird_jax import reporting
+  from mird_jax import train
+  # pylint: enable=g-import-not-at-top
   if mode == "describe":
     print(describe.describe(config))
     return

@@ -1,4 +1,4 @@
-"""Sentiment-regression metrics, exactly as ../shared/spec/metrics.md defines them.
+"""Sentiment-regression metrics, exactly as docs/metrics.md defines them.
 
 Two suites are always reported side by side, because papers disagree on which one they use:
 - `mmsa_regression`: the MMSA `eval_mosi_regression` dictionary (Has0/Non0 Acc-2 and

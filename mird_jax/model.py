@@ -21,37 +21,40 @@ import ml_collections
 from mird_jax import bert
 from mird_jax import bert_loading
 from mird_jax import club
+from mird_jax import config_check
+from mird_jax import initializers
 from mird_jax import sequence
 from mird_jax import wsa
 
-CONSTRAINTS = ("mim", "orthogonal", "none")
-TEXT_TARGETS = ("vocab_logits", "bert_embeddings")
+CONSTRAINTS = config_check.CHOICES["model.constraint"]
+TEXT_TARGETS = config_check.CHOICES["model.text_recon_target"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """The static, hashable part of the config the model is built from."""
+  """The static, hashable part of the config the model is built from (no defaults here:
+  every value comes from the config)."""
   bert: bert.BertConfig
   text_len: int
   audio_len: int
   audio_dim: int
   vision_len: int
   vision_dim: int
-  d_z: int = 64
-  lstm_hidden: int = 64
-  decoder_hidden: int = 128
-  regressor_hidden: int = 64
-  fusion: str = "wsa"
-  beta_shift: float = 1.0
-  constraint: str = "mim"
-  share_bert: bool = False
-  text_recon_target: str = "vocab_logits"
-  latent_dropout: float = 0.5
-  fusion_dropout: float = 0.5
-  regressor_dropout: float = 0.5
-  club_hidden: int = 16
-  recon: tuple[bool, bool, bool] = (True, True, True)  # text, audio, vision
-  dtype: str = "float32"
+  d_z: int
+  lstm_hidden: int
+  regressor_hidden: int
+  fusion: str
+  beta_shift: float
+  constraint: str
+  share_bert: bool
+  text_recon_target: str
+  latent_dropout: float
+  fusion_dropout: float
+  regressor_dropout: float
+  club_hidden: int
+  recon: tuple[bool, bool, bool]  # text, audio, vision: decoders built and run.
+  init_scheme: str
+  dtype: str
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "ModelSpec":
@@ -60,20 +63,27 @@ class ModelSpec:
       bert_cfg = bert_loading.config_of(b.path, b.hidden_dropout, b.attention_dropout)
     else:
       r = b.random
-      bert_cfg = bert.BertConfig(r.vocab_size, r.hidden_size, r.num_layers, r.num_heads,
-                                 r.intermediate_size, r.max_position, r.type_vocab_size,
-                                 hidden_dropout=b.hidden_dropout,
-                                 attention_dropout=b.attention_dropout)
+      bert_cfg = bert.BertConfig(
+          vocab_size=r.vocab_size, hidden_size=r.hidden_size, num_layers=r.num_layers,
+          num_heads=r.num_heads, intermediate_size=r.intermediate_size,
+          max_position=r.max_position, type_vocab_size=r.type_vocab_size,
+          hidden_dropout=b.hidden_dropout, attention_dropout=b.attention_dropout)
     if m.constraint not in CONSTRAINTS:
       raise ValueError(f"model.constraint={m.constraint!r}; expected one of {CONSTRAINTS}")
     if m.text_recon_target not in TEXT_TARGETS:
       raise ValueError(f"model.text_recon_target={m.text_recon_target!r}; expected one of "
                        f"{TEXT_TARGETS}")
-    return cls(bert_cfg, d.text_len, d.audio_len, d.audio_dim, d.vision_len, d.vision_dim,
-               m.d_z, m.lstm_hidden, m.decoder_hidden, m.regressor_hidden, m.fusion,
-               m.beta_shift, m.constraint, m.share_bert, m.text_recon_target, m.latent_dropout,
-               m.fusion_dropout, m.regressor_dropout, config.club.hidden,
-               (w.w_recon_text > 0, w.w_recon_audio > 0, w.w_recon_vision > 0), m.dtype)
+    initializers.check(m.init_scheme)
+    return cls(
+        bert=bert_cfg, text_len=d.text_len, audio_len=d.audio_len, audio_dim=d.audio_dim,
+        vision_len=d.vision_len, vision_dim=d.vision_dim, d_z=m.d_z,
+        lstm_hidden=m.lstm_hidden, regressor_hidden=m.regressor_hidden, fusion=m.fusion,
+        beta_shift=m.beta_shift, constraint=m.constraint, share_bert=m.share_bert,
+        text_recon_target=m.text_recon_target, latent_dropout=m.latent_dropout,
+        fusion_dropout=m.fusion_dropout, regressor_dropout=m.regressor_dropout,
+        club_hidden=config.club.hidden,
+        recon=(w.w_recon_text > 0, w.w_recon_audio > 0, w.w_recon_vision > 0),
+        init_scheme=m.init_scheme, dtype=m.dtype)
 
 
 class MIRD(nn.Module):
@@ -86,20 +96,21 @@ class MIRD(nn.Module):
     self.bert_s = self.bert_l if s.share_bert else bert.Bert(s.bert, dtype)
     self.fusion = wsa.WordAlignedFusion(s.bert.hidden_size, s.fusion, s.beta_shift,
                                         s.fusion_dropout, dtype)
-    self.proj_l = nn.Dense(s.d_z, dtype=dtype)
-    self.proj_s = nn.Dense(s.d_z, dtype=dtype)
+    init = s.init_scheme
+    self.proj_l = initializers.dense(s.d_z, s.bert.hidden_size, init, dtype)
+    self.proj_s = initializers.dense(s.d_z, s.bert.hidden_size, init, dtype)
     self.latent_dropout = nn.Dropout(s.latent_dropout)
-    self.enc_audio = sequence.LSTMEncoder(s.lstm_hidden, s.d_z, dtype)
-    self.enc_vision = sequence.LSTMEncoder(s.lstm_hidden, s.d_z, dtype)
+    self.enc_audio = sequence.LSTMEncoder(s.lstm_hidden, s.d_z, init, dtype)
+    self.enc_vision = sequence.LSTMEncoder(s.lstm_hidden, s.d_z, init, dtype)
     text_out = s.bert.vocab_size if s.text_recon_target == "vocab_logits" else s.bert.hidden_size
-    self.dec_text = sequence.LSTMDecoder(s.decoder_hidden, text_out, s.text_len, dtype)
-    self.dec_audio = sequence.LSTMDecoder(s.decoder_hidden, s.audio_dim, s.audio_len, dtype)
-    self.dec_vision = sequence.LSTMDecoder(s.decoder_hidden, s.vision_dim, s.vision_len, dtype)
-    self.reg_hidden = nn.Dense(s.regressor_hidden, dtype=dtype)
+    self.dec_text = sequence.LSTMDecoder(text_out, s.text_len, init, dtype)
+    self.dec_audio = sequence.LSTMDecoder(s.audio_dim, s.audio_len, init, dtype)
+    self.dec_vision = sequence.LSTMDecoder(s.vision_dim, s.vision_len, init, dtype)
+    self.reg_hidden = initializers.dense(s.regressor_hidden, 4 * s.d_z, init, dtype)
     self.reg_dropout = nn.Dropout(s.regressor_dropout)
-    self.reg_out = nn.Dense(1, dtype=dtype)
+    self.reg_out = initializers.dense(1, s.regressor_hidden, init, dtype)
     # Flax names dict entries "<attribute>_<key>": club_l_a, ..., club_s_v.
-    self.club = ({f"{x}_{y}": club.Club(s.club_hidden, s.d_z) for x, y in club.PAIRS}
+    self.club = ({f"{x}_{y}": club.Club(s.club_hidden, s.d_z, init) for x, y in club.PAIRS}
                  if s.constraint == "mim" else {})
 
   def latents(self, batch, deterministic: bool):
@@ -158,11 +169,16 @@ def dummy_batch(spec: ModelSpec, batch_size: int = 2) -> dict[str, jax.Array]:
           "vision_len": jnp.full((batch_size,), spec.vision_len, jnp.int32)}
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted_init(spec: ModelSpec):
+  """One compiled init per spec: every run, eval and test building the same model shares it."""
+  return jax.jit(functools.partial(MIRD(spec).init, method=MIRD.init_everything))
+
+
 def init_params(model: MIRD, rng, bert_config: ml_collections.ConfigDict | None = None):
   """Random params for every module; with `bert_config.pretrained`, both BERTs (or the one
   shared BERT) are then filled from the checkpoint at `bert_config.path`."""
-  init = jax.jit(functools.partial(model.init, method=MIRD.init_everything))
-  params = init(rng, dummy_batch(model.spec))["params"]
+  params = _jitted_init(model.spec)(rng, dummy_batch(model.spec))["params"]
   if bert_config is not None and bert_config.pretrained:
     params = flax.core.unfreeze(params)
     for name in ("bert_l", "bert_s"):

@@ -1,27 +1,54 @@
-"""Two Optax transforms:
+"""Optimisers and the hyper-parameters that are values, not program constants.
 
-- `main`: `optax.multi_transform` over all params: AdamW for `bert` and `main`,
-  `set_to_zero` for `club` (the main loss never moves the estimators, not even through
-  Adam's momentum);
+- `main`: an `optax.multi_transform` over all params giving each group's update direction:
+  Adam's for `bert` and `main`, `set_to_zero` for `club` (the main loss never moves the
+  estimators, not even through Adam's momentum), after an optional global-norm clip.
+  `scale` then turns directions into AdamW updates: -lr(step) * (direction + wd * param),
+  with weight decay skipping biases and LayerNorm scales (optax.adamw's arithmetic).
 - `club`: Adam over the `club` group's leaves only (step.club_leaves), so the estimator
   updates never touch, or even differentiate, the model.
-Weight decay skips biases and LayerNorm scales. Learning rates warm up linearly over
+
+The learning-rate schedules (peak, warmup and total steps per group), the weight decay and
+the loss weights are arrays in the train state (`hparams`), not constants of the compiled
+step: runs that differ only in their values (another learning rate, more epochs, another
+non-zero loss weight) share one compiled program. Learning rates warm up linearly over
 `optim.warmup_frac` of all steps, then decay linearly to 0.
 """
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from mird_jax import param_groups
 
+SCHEDULED = ("bert", "main")  # The groups the main update moves, each with its schedule.
+# Config weight (loss.w_<name>) of each family of loss terms.
+LOSS_WEIGHTS = ("task", "recon_text", "recon_audio", "recon_vision", "mi", "orthogonal")
 
-def schedule(peak: float, total_steps: int, warmup_frac: float) -> optax.Schedule:
-  warmup = int(round(warmup_frac * total_steps))
-  if warmup == 0:
-    return optax.linear_schedule(peak, 0.0, max(total_steps, 1))
-  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup),
-                               optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1))],
-                              [warmup])
+
+def learning_rate(step, peak, warmup, total):
+  """Linear warmup from 0 to `peak` over `warmup` steps, then linear decay to 0 at `total`
+  (with warmup 0: decay from `peak` at step 0). Works on arrays and Python numbers."""
+  step = jnp.asarray(step, jnp.float32)
+  up = peak * step / jnp.maximum(warmup, 1.0)
+  down = peak * jnp.clip((total - step) / jnp.maximum(total - warmup, 1.0), 0.0, 1.0)
+  return jnp.where(step < warmup, up, down)
+
+
+def hparams(config, total_steps: int) -> dict[str, jax.Array]:
+  """The run-time hyper-parameters of a run of `total_steps` steps (float32 scalars)."""
+  o, l = config.optim, config.loss
+  warmup = int(round(o.warmup_frac * total_steps))
+  h = {f"lr/{g}/peak": getattr(o, f"{g}_lr") for g in SCHEDULED}
+  h.update({"lr/warmup": warmup, "lr/total": max(total_steps, 1),
+            "weight_decay": o.weight_decay})
+  h.update({f"w/{k}": getattr(l, f"w_{k}") for k in LOSS_WEIGHTS})
+  return {k: jnp.asarray(v, jnp.float32) for k, v in h.items()}
+
+
+def learning_rates(step, h) -> dict[str, jax.Array]:
+  return {g: learning_rate(step, h[f"lr/{g}/peak"], h["lr/warmup"], h["lr/total"])
+          for g in SCHEDULED}
 
 
 def decay_mask(params):
@@ -31,21 +58,28 @@ def decay_mask(params):
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def _adamw(lr, o, mask):
-  return optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay, mask=mask)
-
-
-def make(config, params, total_steps: int):
-  """Returns (tx_main, tx_club, {group: schedule}) for `params`."""
+def make(config, params):
+  """Returns (tx_main, tx_club) for `params`."""
   o = config.optim
   labels = param_groups.label_tree(params, o.groups)
-  lrs = {"bert": schedule(o.bert_lr, total_steps, o.warmup_frac),
-         "main": schedule(o.main_lr, total_steps, o.warmup_frac)}
-  mask = decay_mask  # A callable: multi_transform hands each group a masked tree.
-  tx_main = optax.multi_transform(
-      {"bert": _adamw(lrs["bert"], o, mask), "main": _adamw(lrs["main"], o, mask),
-       "club": optax.set_to_zero()}, labels)
+  adam = lambda: optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=o.eps)
+  tx_main = optax.multi_transform({"bert": adam(), "main": adam(), "club": optax.set_to_zero()},
+                                  labels)
   if o.grad_clip > 0:
     tx_main = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx_main)
   tx_club = optax.adam(config.club.lr)
-  return tx_main, tx_club, lrs
+  return tx_main, tx_club
+
+
+def scale(directions, params, step, h, rules):
+  """AdamW updates from Adam directions: -lr_group(step) * (d + wd * p) where decay applies;
+  `club` leaves (direction 0 from set_to_zero) get exactly 0."""
+  lrs = learning_rates(step, h)
+  labels = param_groups.label_tree(params, rules)
+
+  def update(d, p, label, decays):
+    if label == "club":
+      return jnp.zeros_like(d)
+    decay = h["weight_decay"] * p if decays else 0.0
+    return (-lrs[label] * (d + decay)).astype(d.dtype)
+  return jax.tree.map(update, directions, params, labels, decay_mask(params))

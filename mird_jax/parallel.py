@@ -1,4 +1,4 @@
-"""Data parallelism: one mesh axis `data` over every device of every host (design.md, 6).
+"""Data parallelism: one mesh axis `data` over every device of every host (docs/design.md).
 
 Params are replicated and batches sharded on `data`; `jax.jit` with these shardings is what
 `pmap` used to be.
@@ -8,6 +8,8 @@ import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
+
+from mird_jax import config_check
 
 AXIS = "data"
 
@@ -35,7 +37,7 @@ def check_batch_size(global_batch: int, mesh, what: str) -> int:
   """The per-host share of a global batch; fails if it does not split over devices/hosts."""
   n_dev, n_proc = mesh.devices.size, jax.process_count()
   if global_batch <= 0 or global_batch % n_dev or global_batch % n_proc:
-    raise ValueError(f"{what}={global_batch} must be a positive multiple of the device count "
+    raise config_check.ConfigError(f"{what}={global_batch} must be a positive multiple of the device count "
                      f"({n_dev}) and of the host count ({n_proc})")
   return global_batch // n_proc
 

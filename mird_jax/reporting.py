@@ -10,6 +10,8 @@ import pathlib
 
 import ml_collections
 
+from mird_jax import config_check
+
 
 def atomic_write(path: pathlib.Path, text: str) -> None:
   tmp = path.with_name(path.name + ".tmp")
@@ -43,7 +45,7 @@ def record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> N
     previous = json.loads(path.read_text())
     if previous != current:
       diff = sorted(_diff(previous, current))
-      raise ValueError(f"{workdir} holds a run with a different config (changed: "
+      raise config_check.ConfigError(f"{workdir} holds a run with a different config (changed: "
                        f"{', '.join(diff[:8])}); use a new --workdir or the same config")
     return
   atomic_write(path, dumps(current))

@@ -3,6 +3,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mird_jax import initializers
+
 
 class LSTMEncoder(nn.Module):
   """Last valid hidden state of an LSTM over [B, T, D] frames -> Dense -> z [B, d_z].
@@ -12,44 +14,47 @@ class LSTMEncoder(nn.Module):
   """
   hidden: int
   d_z: int
+  init_scheme: str
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxTxD, len_B):
-    cell = nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype)
+    cell = initializers.lstm_cell(self.hidden, self.init_scheme, self.dtype)
     (_, h_BxH), _ = nn.RNN(cell, return_carry=True, name="rnn")(x_BxTxD, seq_lengths=len_B)
-    return nn.Dense(self.d_z, dtype=self.dtype, name="proj")(h_BxH)
+    return initializers.dense(self.d_z, self.hidden, self.init_scheme, self.dtype, "proj")(h_BxH)
 
 
 class _FeedbackStep(nn.Module):
   """One decoder step: the LSTM's input is its own previous hidden state."""
   hidden: int
+  init_scheme: str
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, carry, _):
     lstm_carry, x_BxH = carry
-    lstm_carry, h_BxH = nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype, name="cell")(
-        lstm_carry, x_BxH)
+    lstm_carry, h_BxH = initializers.lstm_cell(self.hidden, self.init_scheme, self.dtype,
+                                               "cell")(lstm_carry, x_BxH)
     return (lstm_carry, h_BxH), h_BxH
 
 
 class LSTMDecoder(nn.Module):
   """Unrolls an LSTM for `length` steps from a latent and maps every hidden state to `out`.
 
-  As in the public code, the first input is the latent (projected to the LSTM width) and
-  each later input is the previous hidden state.
+  As in the public code, the LSTM is as wide as the latent [z_s; z_m]: its first input is
+  the latent itself and each later input is its previous hidden state.
   """
-  hidden: int
   out: int
   length: int
+  init_scheme: str
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, latent_BxZ):
-    x0_BxH = nn.Dense(self.hidden, dtype=self.dtype, name="input")(latent_BxZ)
-    zeros = jnp.zeros_like(x0_BxH)
+    width = latent_BxZ.shape[-1]
+    zeros = jnp.zeros_like(latent_BxZ)
     scan = nn.scan(_FeedbackStep, variable_broadcast="params", split_rngs={"params": False},
                    length=self.length, out_axes=1)
-    _, h_BxTxH = scan(self.hidden, self.dtype, name="lstm")(((zeros, zeros), x0_BxH), None)
-    return nn.Dense(self.out, dtype=self.dtype, name="output")(h_BxTxH)
+    _, h_BxTxZ = scan(width, self.init_scheme, self.dtype, name="lstm")(
+        ((zeros, zeros), latent_BxZ), None)
+    return initializers.dense(self.out, width, self.init_scheme, self.dtype, "output")(h_BxTxZ)

@@ -1,4 +1,4 @@
-"""The train state and the pure, jit-compiled train and eval steps (design.md, 2).
+"""The train state and the pure, jit-compiled train and eval steps.
 
 One `train_step` = one main update (gradient of the main loss for `bert` + `main`; the
 estimators are constants there and `set_to_zero` keeps them still) followed by `club.steps`
@@ -24,6 +24,7 @@ from mird_jax import parallel
 from mird_jax import param_groups
 
 _DROPOUT, _REFRESH = 0, 1  # fold_in tags of the per-step key.
+LATENTS = ("z_s", "z_l", "z_a", "z_v")
 
 
 @flax.struct.dataclass
@@ -32,6 +33,14 @@ class TrainState:
   params: Any
   opt_main: Any
   opt_club: Any
+  hparams: dict[str, jax.Array]  # optim.hparams: schedules, weight decay, loss weights.
+
+
+def weight_key(term: str) -> str:
+  """The hparams entry that weights a loss term ("mi/s_a" -> "w/mi")."""
+  family, _, part = term.partition("/")
+  return {"task": "w/task", "recon": f"w/recon_{part}", "mi": "w/mi",
+          "orthogonal": "w/orthogonal"}[family]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +49,7 @@ class StepConfig:
   task: str
   combine: str
   log_eps: float
-  weights: tuple[tuple[str, float], ...]
+  terms: tuple[str, ...]  # The loss terms computed: those with a non-zero config weight.
   constraint: str
   club_steps: int
   refresh_latents: bool
@@ -50,15 +59,17 @@ class StepConfig:
   @classmethod
   def from_config(cls, config) -> "StepConfig":
     l = config.loss
-    weights = {"task": l.w_task, "recon/text": l.w_recon_text, "recon/audio": l.w_recon_audio,
-               "recon/vision": l.w_recon_vision}
+    terms = ["task", "recon/text", "recon/audio", "recon/vision"]
     if config.model.constraint == "mim":
-      weights.update({f"mi/{x}_{y}": l.w_mi for x, y in club.PAIRS})
+      terms += [f"mi/{x}_{y}" for x, y in club.PAIRS]
     elif config.model.constraint == "orthogonal":
-      weights.update({f"orthogonal/s_{m}": l.w_orthogonal for m in "lav"})
-    return cls(l.task, l.combine, l.log_eps, tuple((k, v) for k, v in weights.items() if v),
-               config.model.constraint, config.club.steps, config.club.refresh_latents,
-               config.model.text_recon_target, config.seed)
+      terms += [f"orthogonal/s_{m}" for m in "lav"]
+    nonzero = {k for k in optim.LOSS_WEIGHTS if getattr(l, f"w_{k}")}
+    return cls(task=l.task, combine=l.combine, log_eps=l.log_eps,
+               terms=tuple(t for t in terms if weight_key(t)[len("w/"):] in nonzero),
+               constraint=config.model.constraint, club_steps=config.club.steps,
+               refresh_latents=config.club.refresh_latents,
+               text_target=config.model.text_recon_target, seed=config.seed)
 
 
 def club_leaves(params, rules) -> dict[str, jax.Array]:
@@ -73,25 +84,30 @@ def with_leaves(params, leaves: dict[str, jax.Array]):
   return flax.traverse_util.unflatten_dict({**flat, **leaves}, sep="/")
 
 
-def create_state(params, tx_main, tx_club, rules) -> TrainState:
+def create_state(params, tx_main, tx_club, rules, hparams) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_main=tx_main.init(params),
-                    opt_club=tx_club.init(club_leaves(params, rules)))
+                    opt_club=tx_club.init(club_leaves(params, rules)), hparams=hparams)
 
 
 _MODEL_INPUTS = ("text_ids", "text_mask", "text_type", "audio", "audio_len", "vision",
                  "vision_len")
 
 
-def _joint_batch(batch, unlabeled):
+def joint_batch(batch, unlabeled):
   """The model's inputs: labelled rows first, then unlabelled ones, for one forward pass."""
   if unlabeled is None:
     return {k: batch[k] for k in _MODEL_INPUTS}
   return {k: jnp.concatenate([batch[k], unlabeled[k]], axis=0) for k in _MODEL_INPUTS}
 
 
+def dropout_key(seed: int, step):
+  """The main forward's dropout key at `step`: a pure function of (seed, step)."""
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step), _DROPOUT)
+
+
 def loss_terms(pred_B, aux, stats, joint, labels_B, cfg: StepConfig):
   """Every main-loss term with a non-zero weight, by name (all scalars)."""
-  weights = dict(cfg.weights)
+  weights = set(cfg.terms)
   terms = {}
   if "task" in weights:
     terms["task"] = losses.task_loss(pred_B[:labels_B.shape[0]], labels_B, cfg.task)
@@ -113,6 +129,20 @@ def loss_terms(pred_B, aux, stats, joint, labels_B, cfg: StepConfig):
   return terms
 
 
+def main_objective(params, joint, labels_B, key, hparams, *, model, cfg: StepConfig):
+  """(total main loss, (terms, aux)) of one training-mode forward with dropout `key`.
+
+  The estimators enter as constants: the main loss never differentiates them.
+  """
+  pred, aux = model.apply({"params": params}, joint, deterministic=False, reconstruct=True,
+                          rngs={"dropout": key})
+  frozen = jax.lax.stop_gradient(params)
+  stats = model.apply({"params": frozen}, aux, method=model_lib.MIRD.club_stats)
+  terms = loss_terms(pred, aux, stats, joint, labels_B, cfg)
+  weights = {t: hparams[weight_key(t)] for t in terms}
+  return losses.combine(terms, weights, cfg.combine, cfg.log_eps), (terms, aux)
+
+
 def estimator_nll(leaves, params, z, model):
   """-sum over pairs of the CLUB log-likelihood, as a function of the estimator leaves."""
   stats = model.apply({"params": with_leaves(params, leaves)}, z,
@@ -121,66 +151,69 @@ def estimator_nll(leaves, params, z, model):
               in stats.items())
 
 
-def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, rules,
-               cfg: StepConfig, schedules):
-  """One main update and `cfg.club_steps` estimator updates; returns (state, metrics)."""
-  key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
-  joint = _joint_batch(batch, unlabeled)
+def _fit_estimators(params, opt_club, z, joint, key, *, model, tx_club, rules, cfg):
+  """`cfg.club_steps` Adam updates of the estimator leaves; returns (params, opt_club,
+  estimator NLL on this step's latents before and after them)."""
 
-  def main_loss(params):
-    pred, aux = model.apply({"params": params}, joint, False, True,
-                            rngs={"dropout": jax.random.fold_in(key, _DROPOUT)})
-    frozen = jax.lax.stop_gradient(params)  # The estimators are constants here.
-    stats = model.apply({"params": frozen}, aux, method=model_lib.MIRD.club_stats)
-    terms = loss_terms(pred, aux, stats, joint, batch["label"], cfg)
-    total = losses.combine(terms, dict(cfg.weights), cfg.combine, cfg.log_eps)
-    return total, (terms, aux)
-
-  (total, (terms, aux)), grads = jax.value_and_grad(main_loss, has_aux=True)(state.params)
-  updates, opt_main = tx_main.update(grads, state.opt_main, state.params)
-  params = optax.apply_updates(state.params, updates)
-  z = jax.lax.stop_gradient({k: aux[k] for k in ("z_s", "z_l", "z_a", "z_v")})
-
-  def estimator_update(carry, i):
-    leaves, opt_club = carry
+  def update(carry, i):
+    leaves, opt = carry
     z_i = z
     if cfg.refresh_latents:  # The public code's way: a new forward, fresh dropout.
-      z_i, _ = model.apply({"params": params}, joint, False,
+      z_i, _ = model.apply({"params": params}, joint, deterministic=False,
                            rngs={"dropout": jax.random.fold_in(key, _REFRESH + i)},
                            method=model_lib.MIRD.latents)
       z_i = jax.lax.stop_gradient(z_i)
-    nll, g = jax.value_and_grad(estimator_nll)(leaves, params, z_i, model)
-    upd, opt_club = tx_club.update(g, opt_club)
-    return (optax.apply_updates(leaves, upd), opt_club), nll
+    g = jax.grad(estimator_nll)(leaves, params, z_i, model)
+    upd, opt = tx_club.update(g, opt)
+    return (optax.apply_updates(leaves, upd), opt), None
 
-  leaves, opt_club = club_leaves(params, rules), state.opt_club
+  start = club_leaves(params, rules)
+  (leaves, opt_club), _ = jax.lax.scan(update, (start, opt_club), jnp.arange(cfg.club_steps))
+  nll_start = estimator_nll(start, params, z, model)
+  nll_end = estimator_nll(leaves, params, z, model)
+  return with_leaves(params, leaves), opt_club, nll_start, nll_end
+
+
+def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, rules,
+               cfg: StepConfig):
+  """One main update and `cfg.club_steps` estimator updates; returns (state, metrics)."""
+  key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
+  joint = joint_batch(batch, unlabeled)
+  objective = functools.partial(main_objective, model=model, cfg=cfg)
+  (total, (terms, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
+      state.params, joint, batch["label"], jax.random.fold_in(key, _DROPOUT), state.hparams)
+  directions, opt_main = tx_main.update(grads, state.opt_main, state.params)
+  updates = optim.scale(directions, state.params, state.step, state.hparams, rules)
+  params = optax.apply_updates(state.params, updates)
   metrics = {"loss": total, **{f"loss/{k}": v for k, v in terms.items()},
              "grad_norm": optax.tree.norm(grads)}
+  opt_club = state.opt_club
   if cfg.constraint == "mim" and cfg.club_steps > 0:
-    (leaves, opt_club), nlls = jax.lax.scan(estimator_update, (leaves, opt_club),
-                                            jnp.arange(cfg.club_steps))
-    params = with_leaves(params, leaves)
-    metrics["club_nll"] = nlls[-1]
-  metrics.update({f"lr/{g}": s(state.step) for g, s in schedules.items()})
+    z = jax.lax.stop_gradient({k: aux[k] for k in LATENTS})
+    params, opt_club, metrics["club_nll/start"], metrics["club_nll"] = _fit_estimators(
+        params, opt_club, z, joint, key, model=model, tx_club=tx_club, rules=rules, cfg=cfg)
+  metrics.update({f"lr/{g}": lr for g, lr in optim.learning_rates(state.step,
+                                                                   state.hparams).items()})
   new_state = TrainState(step=state.step + 1, params=params, opt_main=opt_main,
-                         opt_club=opt_club)
+                         opt_club=opt_club, hparams=state.hparams)
   return new_state, metrics
 
 
 def eval_step(params, batch, *, model):
   """Deterministic predictions [B] (no reconstructions: they are not needed to score)."""
-  pred, _ = model.apply({"params": params}, _joint_batch(batch, None), True, False)
+  pred, _ = model.apply({"params": params}, joint_batch(batch, None), deterministic=True,
+                        reconstruct=False)
   return pred
 
 
-def jit_train_step(config, model, mesh, params_shapes, total_steps: int, donate: bool = True):
+def jit_train_step(config, model, mesh, params_shapes, donate: bool = True):
   """(jitted train_step, tx_main, tx_club) for `model` on `mesh`: params replicated, batches
-  sharded on `data`, the state donated."""
-  tx_main, tx_club, schedules = optim.make(config, params_shapes, total_steps)
+  sharded on `data`, the state donated. The program does not depend on the values in the
+  state's hparams, so it compiles once for all of them."""
+  tx_main, tx_club = optim.make(config, params_shapes)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   fn = jax.jit(functools.partial(train_step, model=model, tx_main=tx_main, tx_club=tx_club,
-                                 rules=config.optim.groups, cfg=StepConfig.from_config(config),
-                                 schedules=schedules),
+                                 rules=config.optim.groups, cfg=StepConfig.from_config(config)),
                in_shardings=(rep, data, data), out_shardings=(rep, rep),
                donate_argnums=(0,) if donate else ())
   return fn, tx_main, tx_club

@@ -18,6 +18,7 @@ import numpy as np
 from data_pipelines import input_pipeline
 from data_pipelines import probes
 from mird_jax import checkpoint
+from mird_jax import config_check
 from mird_jax import experiment
 from mird_jax import metrics as metrics_lib
 from mird_jax import reporting
@@ -92,8 +93,8 @@ def _train_epoch(exp, state, meta, preemption, tb):
   progress = _Progress(epoch, streams.train.steps_per_epoch, start,
                        exp.config.train.log_every_steps)
   for i in range(start, streams.train.steps_per_epoch):
-    batch = exp.streams.to_device(next(it))
-    u = exp.streams.to_device(next(unlabeled)) if unlabeled else None
+    batch = exp.to_device(next(it))
+    u = exp.to_device(next(unlabeled)) if unlabeled else None
     step_before = int(state.step)
     state, m = exp.train_step(state, batch, u)
     values = {k: float(v) for k, v in jax.device_get(m).items()}
@@ -147,7 +148,11 @@ def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
   results = {"selected_epoch": meta["best_epoch"], "epochs_run": meta["epoch"],
              "select_metric": exp.config.train.select_metric, "valid": valid, "test": test}
   if exp.config.train.report_probes:
-    results["probes_test"] = probes.report(_in_memory(exp.streams.sources))
+    splits = _in_memory(exp.streams.sources)
+    results["probes_test"] = {
+        name: metrics_lib.all_metrics(pred, splits["test"]["label"],
+                                      dataset=exp.config.data.metric_dataset)
+        for name, pred in probes.test_predictions(splits).items()}
   if jax.process_index() == 0:
     reporting.write_prediction_rows(workdir / "predictions.csv",
                                     [("test", i, y, p) for i, y, p in zip(ids, labels, preds)])
@@ -161,14 +166,13 @@ def _in_memory(sources) -> dict:
           for name in ("train", "valid", "test")}
 
 
-def train_and_evaluate(config, workdir) -> dict:
+def train_and_evaluate(config, workdir, mesh=None) -> dict:
+  """Trains, selects on validation, scores test; `mesh` defaults to every device."""
   workdir = pathlib.Path(workdir)
-  if config.train.select_metric not in metrics_lib.names(config.data.metric_dataset):
-    raise ValueError(f"train.select_metric={config.train.select_metric!r} is not a metric of "
-                     f"the {config.data.metric_dataset} suite")
+  config_check.validate(config)
   if jax.process_index() == 0:
     reporting.record_config(config, workdir)
-  exp = experiment.build(config, workdir)
+  exp = experiment.build(config, workdir, mesh=mesh)
   ckpts = checkpoint.Checkpoints(workdir, config.train.keep_checkpoints)
   restored = ckpts.restore_latest(exp.abstract_state())
   state, meta = restored if restored else (exp.initial_state(), _fresh_meta())

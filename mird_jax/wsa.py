@@ -3,7 +3,7 @@
 For every token, attention over the frames of each modality (sparsemax for `wsa`, softmax
 for `wa`), padded frames masked out so they get exactly zero weight; gated projections of
 the attended frames are added to the token embedding with the norm-ratio scale
-alpha = min(|e| / |h| * beta_shift, 1), then LayerNorm and dropout (mird_details.md, 1.5).
+alpha = min(|e| / |h| * beta_shift, 1), then LayerNorm and dropout (docs/design.md).
 """
 
 import flax.linen as nn
@@ -34,6 +34,17 @@ def sparsemax(z, mask=None, axis: int = -1):
   if mask is not None:
     p = jnp.where(mask, p, 0.0)
   return jnp.moveaxis(p, -1, axis)
+
+
+def safe_norm(x, axis: int = -1):
+  """Euclidean norm over `axis` (kept) whose gradient is 0, not NaN, at x = 0.
+
+  jnp.linalg.norm's gradient x / |x| is 0/0 there, and the WSA shift h is exactly 0 for a
+  token whose attended audio and vision are all-zero frames.
+  """
+  sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+  nonzero = sq > 0
+  return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
 
 
 def masked_softmax(z, mask, axis: int = -1):
@@ -74,9 +85,11 @@ class WordAlignedFusion(nn.Module):
                               name=f"{name}_gate")(jnp.concatenate([attended, e_BxTxH], -1)))
       h_BxTxH += gate * nn.Dense(self.hidden, kernel_init=_INIT, dtype=self.dtype,
                                  name=f"{name}_proj")(attended)
-    e_norm = jnp.linalg.norm(e_BxTxH, axis=-1, keepdims=True)
-    h_norm = jnp.linalg.norm(h_BxTxH, axis=-1, keepdims=True)
+    e_norm = safe_norm(e_BxTxH)
+    h_norm = safe_norm(h_BxTxH)
     h_norm = jnp.where(h_norm == 0, 1.0, h_norm)  # As in MAG: a zero shift is left alone.
     alpha = jnp.minimum(e_norm / (h_norm + 1e-6) * self.beta_shift, 1.0)
-    out = nn.LayerNorm(dtype=self.dtype, name="LayerNorm")(e_BxTxH + alpha * h_BxTxH)
+    # torch.nn.LayerNorm's epsilon (the public WSA module's), not Flax's 1e-6.
+    out = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name="LayerNorm")(
+        e_BxTxH + alpha * h_BxTxH)
     return nn.Dropout(self.dropout)(out, deterministic=deterministic), weights

@@ -1,12 +1,26 @@
-"""Test setup: 8 faked CPU devices and strict rank promotion, before anything imports jax."""
+"""Test setup, before anything imports jax: 8 faked CPU devices, strict rank promotion,
+cheap compiles, and one compilation cache for the whole session.
+
+Compiling dominates the suite's time on a CPU, so: LLVM's optimisation is lowered (the
+numbers are the same, the code a little slower), and every compiled program is kept in a
+per-session cache directory that subprocesses inherit (JAX_COMPILATION_CACHE_DIR), so a
+program built twice, in two tests or two processes with the same devices, compiles once.
+"""
 
 import os
+import tempfile
 
+FAST_COMPILE_XLA_FLAGS = ("--xla_backend_optimization_level=0 "
+                          "--xla_llvm_disable_expensive_passes=true")
 os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]).strip()
+    [os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_XLA_FLAGS,
+     "--xla_force_host_platform_device_count=8"]).strip()
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["HF_HUB_OFFLINE"] = "1"  # Nothing in the tests may reach the hub.
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mird_jax_xla_cache_")
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import jax  # noqa: E402  (must come after the environment above)
 
@@ -44,3 +58,44 @@ def tokenizer_dir(synthetic_dir, tmp_path_factory):
                                        do_lower_case=True)
   tok.save_pretrained(str(out))
   return out
+
+
+def smoke_config():
+  """The demo's smoke model on a synthetic set large enough to learn from in seconds.
+
+  The session-wide `smoke_exp` is built from it once; tests that change a key build (and
+  compile) their own. warmup_frac 0 gives a non-zero learning rate from step 0; the larger
+  rates let 3 short epochs learn the synthetic task.
+  """
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  config = demo.get_config("smoke")
+  s = config.data.synthetic
+  s.n_train, s.n_valid, s.n_test, s.n_unlabeled = 320, 21, 160, 64
+  config.optim.warmup_frac = 0.0
+  config.optim.main_lr, config.optim.bert_lr = 3e-3, 1e-3
+  config.train.epochs = 3
+  return config
+
+
+@pytest.fixture(scope="session")
+def smoke_exp(tmp_path_factory):
+  """An Experiment (data, model, jitted steps) for smoke_config() on one device, shared by
+  every test that needs the default train step: it compiles once per session. One device
+  because 8 faked ones on 2 cores run a step 4x slower; test_train_step.py checks that 8
+  devices give the same step."""
+  from mird_jax import experiment  # pylint: disable=g-import-not-at-top
+  from mird_jax import parallel  # pylint: disable=g-import-not-at-top
+  return experiment.build(smoke_config(), tmp_path_factory.mktemp("smoke_exp"),
+                          mesh=parallel.make_mesh(jax.devices()[:1]))
+
+
+@pytest.fixture(scope="session")
+def smoke_start(smoke_exp):
+  """(initial state on the host, first train batch, first unlabelled batch), host arrays.
+
+  The train step donates its state: tests put a fresh copy on the devices each time.
+  """
+  state = jax.device_get(smoke_exp.initial_state())
+  batch = next(smoke_exp.streams.train.iterator(0))
+  unlabeled = next(smoke_exp.streams.unlabeled.iterator(0))
+  return state, batch, unlabeled

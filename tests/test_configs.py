@@ -6,11 +6,13 @@ import re
 
 import pytest
 
+from mird_jax import config_check
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem != "__init__")
 VARIANTS = [None, "smoke"]
 
-# Keys design.md and the issues name; a config that loses one breaks the code reading it.
+# Keys docs/design.md and the issues name; a config that loses one breaks the code reading it.
 REQUIRED = [
     "seed", "num_seeds",
     "data.name", "data.format", "data.file", "data.unlabeled_file", "data.data_dir",
@@ -39,8 +41,8 @@ def _load(name, variant):
   return importlib.import_module(f"configs.{name}").get_config(variant)
 
 
-def test_the_three_configs_exist():
-  assert {"mosi", "mosei", "demo"} <= set(CONFIG_FILES)
+def test_the_configs_exist():
+  assert {"mosi", "mosei", "demo", "mosi_paper", "mosei_paper"} <= set(CONFIG_FILES)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -85,3 +87,70 @@ def test_variants_override_the_base_instead_of_copying():
 def test_unknown_variant_is_named():
   with pytest.raises(ValueError, match="'tiny'.*configs/mosei.py"):
     _load("mosei", "tiny")
+
+
+def _smoke():
+  return _load("mosi", "smoke")
+
+
+@pytest.mark.parametrize("key", sorted(config_check.CHOICES))
+def test_every_choice_key_rejects_an_unknown_value_in_one_line(key):
+  config = _smoke()
+  config_check.validate(config)
+  parent, _, leaf = key.rpartition(".")
+  setattr(_get(config, parent), leaf, "nope")
+  with pytest.raises(config_check.ConfigError) as e:
+    config_check.validate(config)
+  message = str(e.value)
+  assert "\n" not in message and message.startswith(f"{key}='nope' is not allowed")
+  for allowed in config_check.CHOICES[key]:
+    assert repr(allowed) in message
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.select_metric", "Acc", "train.select_metric='Acc' is not allowed; expected one of "
+                                   "'Has0_acc_2'"),
+    ("train.select_mode", "lowest", "train.select_mode='lowest' is not allowed; expected one "
+                                    "of 'min', 'max'"),
+    ("data.batch_size", 0, "data.batch_size=0 must be > 0"),
+    ("club.steps", -1, "club.steps=-1 must be >= 0"),
+    ("optim.warmup_frac", 1.5, r"optim.warmup_frac=1.5 must be in \[0, 1\]"),
+])
+def test_bad_values_are_named(key, value, message):
+  config = _smoke()
+  parent, _, leaf = key.rpartition(".")
+  setattr(_get(config, parent), leaf, value)
+  with pytest.raises(config_check.ConfigError, match=message):
+    config_check.validate(config)
+
+
+def test_unlabelled_ratio_without_a_pool_stops_with_both_ways_out():
+  config = _load("mosi", None)
+  config_check.validate(config)  # The real-data base trains without a pool ...
+  assert config.data.unlabeled_ratio == 0 and config.data.unlabeled_file == ""
+  config.data.unlabeled_ratio = 2.0  # ... and asking for unlabelled data needs one.
+  with pytest.raises(config_check.ConfigError,
+                     match=r"data.unlabeled_ratio=2.0 asks for unlabelled examples but no pool "
+                           r"is configured: name one with --config.data.unlabeled_file=FILE .* "
+                           r"--config.data.unlabeled_ratio=0"):
+    config_check.validate(config)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_config_passes_validation(name, variant):
+  config_check.validate(_load(name, variant))
+
+
+def test_paper_configs_use_the_mird_layout_and_a_pool():
+  for name in ("mosi_paper", "mosei_paper"):
+    d = _load(name, None).data
+    assert (d.format, d.unlabeled_file, d.unlabeled_ratio) == ("mird", "emovoxceleb.pkl", 2.0)
+    assert (d.text_len, d.audio_len, d.audio_dim, d.vision_len, d.vision_dim) == (
+        50, 400, 33, 55, 709)
+  assert _load("mosei_paper", None).data.metric_dataset == "mosei"
+
+
+def test_dataset_names_match_the_builders():
+  from data_pipelines import tfds_builders  # pylint: disable=g-import-not-at-top
+  assert set(config_check.CHOICES["data.name"]) == set(tfds_builders.BUILDERS)

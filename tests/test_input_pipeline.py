@@ -8,19 +8,22 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import demo
+from conftest import smoke_config
+from data_pipelines import checks
 from data_pipelines import input_pipeline
-from data_pipelines import tfds_builders
+from mird_jax import config_check
+from mird_jax import experiment
 from mird_jax import parallel
 
 OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
 
 
 @pytest.fixture(name="sources", scope="module")
-def _sources(tmp_path_factory):
-  config = demo.get_config("smoke")
-  config.data.synthetic.n_valid = 21  # Not a multiple of any batch size used below.
-  return tfds_builders.prepare(config, tmp_path_factory.mktemp("pipeline"))
+def _sources(smoke_exp):
+  """The session's synthetic data (built once): 21 valid examples, a multiple of no batch
+  size used below."""
+  assert len(smoke_exp.streams.sources["valid"]) == 21
+  return smoke_exp.streams.sources
 
 
 def _ids(batches):
@@ -113,20 +116,21 @@ def test_batches_arrive_sharded_on_the_data_axis(sources):
 
 def test_batch_sizes_that_do_not_split_are_named():
   mesh = parallel.make_mesh()
-  with pytest.raises(ValueError, match=r"data.batch_size=12 must be a positive multiple of "
-                                       r"the device count \(8\)"):
+  with pytest.raises(config_check.ConfigError,
+                     match=r"data.batch_size=12 must be a positive multiple of the device "
+                           r"count \(8\)"):
     parallel.check_batch_size(12, mesh, "data.batch_size")
 
 
 def test_too_small_train_split(sources):
-  with pytest.raises(ValueError, match=r"fewer than one global batch \(data.batch_size=4096\)"):
+  with pytest.raises(checks.DataError,
+                     match=r"fewer than one global batch \(data.batch_size=4096\)"):
     input_pipeline.TrainStream(sources["train"], 4096, 0, OPTIONS)
 
 
-def test_streams_from_config(sources):
-  config = demo.get_config("smoke")
-  mesh = parallel.make_mesh()
-  streams = input_pipeline.Streams(config, sources, mesh)
+def test_streams_from_config(sources, tmp_path):
+  config = smoke_config()
+  streams = input_pipeline.Streams(config, sources, process_index=0, process_count=1)
   batch = next(streams.train.iterator(0))
   assert batch["audio"].shape == (config.data.batch_size, config.data.audio_len,
                                   config.data.audio_dim)
@@ -134,7 +138,14 @@ def test_streams_from_config(sources):
   assert u["audio"].shape[0] == int(config.data.unlabeled_ratio * config.data.batch_size)
   assert sum(b["mask"].sum() for b in streams.eval("test")) == len(sources["test"])
   config.data.unlabeled_ratio = 0.0
-  assert input_pipeline.Streams(config, sources, mesh).unlabeled is None
+  assert input_pipeline.Streams(config, sources, process_index=0,
+                                process_count=1).unlabeled is None
+  config.data.unlabeled_ratio = 1.0
+  no_pool = {k: v for k, v in sources.items() if k != "unlabeled"}
+  with pytest.raises(checks.DataError, match=r"data.unlabeled_ratio=1.0 asks for unlabelled "
+                                             r"examples, but the dataset has no unlabeled"):
+    input_pipeline.Streams(config, no_pool, process_index=0, process_count=1)
   config.data.unlabeled_ratio = 0.5  # 4 unlabelled rows cannot split over 8 devices.
-  with pytest.raises(ValueError, match=r"data.unlabeled_ratio \* data.batch_size=4"):
-    input_pipeline.Streams(config, sources, mesh)
+  with pytest.raises(config_check.ConfigError,
+                     match=r"data.unlabeled_ratio \* data.batch_size=4"):
+    experiment.build(config, tmp_path, sources=sources)

@@ -1,4 +1,4 @@
-"""Metric suite: hand-computed cases from metrics.md, and agreement with sklearn/scipy."""
+"""Metric suite: hand-computed cases from docs/metrics.md, and agreement with sklearn/scipy."""
 
 import math
 

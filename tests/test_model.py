@@ -44,8 +44,9 @@ def _smoke():
 def test_shapes_at_smoke_size(smoke):
   mdl, params = smoke
   s = mdl.spec
-  pred, aux = jax.jit(functools.partial(mdl.apply, deterministic=False))(
-      {"params": params}, _batch(s, 4), rngs={"dropout": jax.random.key(1)})
+  pred, aux = jax.eval_shape(functools.partial(mdl.apply, deterministic=False),
+                             {"params": params}, _batch(s, 4),
+                             rngs={"dropout": jax.random.key(1)})
   assert pred.shape == (4,) and pred.dtype == jnp.float32
   for z in ("z_s", "z_l", "z_a", "z_v"):
     assert aux[z].shape == (4, s.d_z)
@@ -53,11 +54,11 @@ def test_shapes_at_smoke_size(smoke):
   assert aux["recon_audio"].shape == (4, s.audio_len, s.audio_dim)
   assert aux["recon_vision"].shape == (4, s.vision_len, s.vision_dim)
   assert aux["wsa_audio"].shape == (4, s.text_len, s.audio_len)
-  stats = mdl.apply({"params": params}, aux, method=model_lib.MIRD.club_stats)
+  stats = jax.eval_shape(functools.partial(mdl.apply, method=model_lib.MIRD.club_stats),
+                         {"params": params}, aux)
   assert set(stats) == set(club.PAIRS)
   for mu, logvar in stats.values():
     assert mu.shape == logvar.shape == (4, s.d_z)
-    assert np.all(np.abs(np.asarray(logvar)) < 1)  # tanh-bounded.
 
 
 def test_shapes_at_paper_size_with_eval_shape():
@@ -84,7 +85,8 @@ def test_padding_never_matters(smoke):
   mdl, params = smoke
   s = mdl.spec
   batch = _batch(s, 6, seed=3)
-  apply = jax.jit(lambda b: mdl.apply({"params": params}, b, True, False))
+  apply = jax.jit(lambda b: mdl.apply({"params": params}, b, deterministic=True,
+                                      reconstruct=False))
   pred, aux = apply(batch)
   k = jax.random.split(jax.random.key(9), 3)
   garbage = dict(batch)
@@ -110,15 +112,66 @@ def test_constraint_and_recon_variants():
   config.model.constraint = "orthogonal"
   config.model.text_recon_target = "bert_embeddings"
   config.loss.w_recon_audio = 0.0  # Weight 0 removes the decoder's compute.
-  mdl, params = _build(config)
-  assert not any(k.startswith("club_") for k in params)
-  _, aux = jax.jit(mdl.apply)({"params": params}, _batch(mdl.spec, 2))
+  mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
+  params = jax.eval_shape(lambda: model_lib.init_params(mdl, jax.random.key(0)))
+  assert not any(k.startswith("club_") for k in params) and "dec_audio" not in params
+  _, aux = jax.eval_shape(mdl.apply, {"params": params}, _batch(mdl.spec, 2))
   h = mdl.spec.bert.hidden_size
   assert aux["recon_text"].shape[-1] == h and aux["text_target"].shape == aux["recon_text"].shape
   assert "recon_audio" not in aux and "recon_vision" in aux
   config.model.constraint = "nope"
   with pytest.raises(ValueError, match="model.constraint='nope'"):
     model_lib.ModelSpec.from_config(config)
+
+
+def test_decoders_are_as_wide_as_their_latent(smoke):
+  """As in the public code: the LSTM takes [z_s; z_m] itself as its first input."""
+  mdl, params = smoke
+  width = 2 * mdl.spec.d_z
+  for name in ("dec_text", "dec_audio", "dec_vision"):
+    assert set(params[name]) == {"lstm", "output"}, name
+    assert params[name]["output"]["kernel"].shape[0] == width
+    assert params[name]["lstm"]["cell"]["hi"]["kernel"].shape == (width, width)
+
+
+def test_pytorch_init_scheme_reaches_every_layer_outside_bert_and_wsa():
+  config = mosi.get_config("smoke")
+  config.model.init_scheme = "pytorch"
+  mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
+  shapes = jax.eval_shape(lambda: model_lib.init_params(mdl, jax.random.key(0)))
+  bound = mdl.bind({"params": shapes})
+  key = jax.random.key(3)
+  d_z, bert_h = mdl.spec.d_z, mdl.spec.bert.hidden_size
+  for layer, fan_in in ((bound.proj_l, bert_h), (bound.proj_s, bert_h),
+                        (bound.reg_hidden, 4 * d_z), (bound.reg_out, 16)):
+    for init in (layer.kernel_init, layer.bias_init):
+      x = np.asarray(init(key, (fan_in, 64)))
+      limit = 1 / np.sqrt(fan_in)
+      assert np.abs(x).max() <= limit and np.abs(x).max() > 0.9 * limit
+  assert mdl.spec.regressor_hidden == 16
+  for module in (bound.enc_audio, bound.enc_vision, bound.dec_text, *bound.club.values()):
+    assert module.init_scheme == "pytorch", module
+
+
+@pytest.mark.parametrize("scheme", ["flax", "pytorch"])
+def test_init_schemes_of_dense_and_lstm_layers(scheme):
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from mird_jax import initializers  # pylint: disable=g-import-not-at-top
+  from mird_jax import sequence  # pylint: disable=g-import-not-at-top
+  x = jnp.ones((3, 7, 20))
+  enc = sequence.LSTMEncoder(hidden=100, d_z=50, init_scheme=scheme)
+  p = jax.jit(enc.init)(jax.random.key(0), x, jnp.array([7, 3, 1]))["params"]
+  lstm = [np.asarray(v) for v in jax.tree.leaves(p["OptimizedLSTMCell_0"])]
+  proj_w, proj_b = np.asarray(p["proj"]["kernel"]), np.asarray(p["proj"]["bias"])
+  if scheme == "pytorch":  # U(-1/sqrt(h), 1/sqrt(h)) everywhere, biases included.
+    assert all(np.abs(v).max() <= 0.1 for v in lstm)
+    assert all(v.std() == pytest.approx(0.1 / np.sqrt(3), rel=0.15) for v in lstm if v.size > 99)
+    assert np.abs(proj_b).max() > 0.05 and np.abs(proj_w).max() <= 0.1
+  else:  # Flax: zero biases, lecun-normal kernels (std 1/sqrt(fan_in)).
+    assert not np.any(proj_b) and proj_w.std() == pytest.approx(0.1, rel=0.15)
+  with pytest.raises(ValueError, match="model.init_scheme='torch'"):
+    initializers.dense(4, 4, "torch", jnp.float32)
+  assert isinstance(initializers.dense(4, 4, scheme, jnp.float32), nn.Dense)
 
 
 def test_every_parameter_lands_in_a_group(smoke):
@@ -135,4 +188,4 @@ def test_every_parameter_lands_in_a_group(smoke):
 def test_describe_reports_groups_and_flops():
   text = describe.describe(mosi.get_config("smoke"))
   assert "group bert:" in text and "group club:" in text and "module dec_text:" in text
-  assert "forward FLOPs at batch 16" in text
+  assert "forward FLOPs at batch 8" in text

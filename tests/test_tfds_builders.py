@@ -1,5 +1,8 @@
 """TFDS builders: built from small generated files, read back through tfds.data_source."""
 
+import importlib
+import pathlib
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -78,3 +81,29 @@ def test_unknown_dataset_name(tmp_path):
   config.data.name = "iemocap"
   with pytest.raises(ValueError, match="data.name='iemocap'"):
     tfds_builders.prepare(config, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["mosi_paper", "mosei_paper"])
+def test_paper_config_reads_the_mird_layout_and_its_pool(tmp_path, tokenizer_dir, name):
+  """The paper's setting on generated files in the MIRD layout: 50 tokens re-tokenised from
+  raw_text, 400 x 33 audio, 55 x 709 vision, and the flat unlabelled pool."""
+  config = importlib.import_module(f"configs.{name}").get_config()
+  d = config.data
+  spec = synthetic.SyntheticSpec(n_train=6, n_valid=3, n_test=3, n_unlabeled=5,
+                                 text_len=d.text_len, audio_len=d.audio_len,
+                                 audio_dim=d.audio_dim, vision_len=d.vision_len,
+                                 vision_dim=d.vision_dim, vocab_size=512)
+  manual = tmp_path / "manual"
+  written = synthetic.write(spec, manual, "mird")
+  pathlib.Path(written["labelled"]).rename(manual / d.file)
+  pathlib.Path(written["unlabeled"]).rename(manual / d.unlabeled_file)
+  config.data.manual_dir = str(manual)
+  config.bert.path = str(tokenizer_dir)  # The synthetic vocabulary's WordPiece tokenizer.
+  config.bert.pretrained = False
+  config.bert.random.vocab_size = 512
+  sources = tfds_builders.prepare(config, tmp_path / "work")
+  assert {k: len(v) for k, v in sources.items()} == {"train": 6, "valid": 3, "test": 3,
+                                                      "unlabeled": 5}
+  ex = input_pipeline.decode(sources["unlabeled"][0])
+  assert ex["audio"].shape == (400, 33) and ex["vision"].shape == (55, 709)
+  assert ex["text_ids"].shape == (50,) and ex["text_mask"].sum() > 2

@@ -1,4 +1,11 @@
-"""The jitted train step: which params each update may move, data parallelism, golden values."""
+"""The jitted train step learns, in the right direction, and moves only what it may.
+
+Every test here fails if a gradient path is cut or reversed: the task loss, the
+reconstructions, the MI penalty (the main update must lower the CLUB bound) and the
+estimators' fit (their NLL must fall). The losses are compared at the same batch and the
+same dropout key (a step's loss is computed before its update, so re-running a step from
+later params with the step counter set back to 0 scores them under step 0's key).
+"""
 
 import functools
 
@@ -7,33 +14,12 @@ import jax
 import numpy as np
 import pytest
 
-from configs import demo
-from data_pipelines import input_pipeline
-from data_pipelines import tfds_builders
-from mird_jax import model as model_lib
+from conftest import smoke_config
+from mird_jax import experiment
 from mird_jax import parallel
 from mird_jax import step as step_lib
 
-
-@pytest.fixture(name="data", scope="module")
-def _data(tmp_path_factory):
-  config = demo.get_config("smoke")
-  sources = tfds_builders.prepare(config, tmp_path_factory.mktemp("step"))
-  streams = input_pipeline.Streams(config, sources, parallel.make_mesh())
-  return next(streams.train.iterator(0)), next(streams.unlabeled.iterator(0))
-
-
-def _one_step(config, data, devices=None):
-  """(initial params, params after one step, metrics) on a mesh over `devices`."""
-  mesh = parallel.make_mesh(devices)
-  mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
-  params = model_lib.init_params(mdl, jax.random.key(0))
-  fn, tx_main, tx_club = step_lib.jit_train_step(config, mdl, mesh, params, 10, donate=False)
-  state = jax.device_put(step_lib.create_state(params, tx_main, tx_club, config.optim.groups),
-                         parallel.replicated(mesh))
-  batch, unlabeled = (parallel.to_global(d, mesh) for d in data)
-  new_state, metrics = fn(state, batch, unlabeled)
-  return params, jax.device_get(new_state.params), jax.device_get(metrics)
+FIXED_BATCH_STEPS = 12
 
 
 def _flat(params):
@@ -45,66 +31,202 @@ def _moved(before, after):
   return {k: not np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a}
 
 
-@pytest.fixture(name="default_step", scope="module")
-def _default_step(data):
-  config = demo.get_config("smoke")
-  config.optim.warmup_frac = 0.0  # A non-zero learning rate at step 0.
-  return _one_step(config, data)
+def _steps(fn, replicated, state, batch, unlabeled, n):
+  """n steps of `fn` on one fixed batch from a host `state`; (host state, [host metrics])."""
+  state = jax.device_put(state, replicated)
+  history = []
+  for _ in range(n):
+    state, m = fn(state, batch, unlabeled)
+    history.append({k: float(v) for k, v in jax.device_get(m).items()})
+  return jax.device_get(state), history
 
 
-def test_one_step_moves_every_trainable_leaf(default_step):
-  before, after, metrics = default_step
-  moved = _moved(before, after)
+def _losses_at_step0_key(fn, replicated, state, batch, unlabeled):
+  """The step's loss terms for `state`'s params under step 0's dropout key."""
+  _, (metrics,) = _steps(fn, replicated, state.replace(step=np.zeros((), np.int32)), batch,
+                         unlabeled, 1)
+  return metrics
+
+
+@pytest.fixture(name="fixed", scope="module")
+def _fixed(smoke_exp, smoke_start):
+  """FIXED_BATCH_STEPS default steps on one batch: (start, end state, per-step metrics,
+  losses of the end params under step 0's key)."""
+  state, batch, unlabeled = smoke_start
+  b, u = smoke_exp.to_device(batch), smoke_exp.to_device(unlabeled)
+  end, history = _steps(smoke_exp.train_step, smoke_exp.replicated, state, b, u,
+                        FIXED_BATCH_STEPS)
+  rescored = _losses_at_step0_key(smoke_exp.train_step, smoke_exp.replicated, end, b, u)
+  return state, end, history, rescored
+
+
+def _table(before: dict, after: dict, keys) -> str:
+  return "; ".join(f"{k}: {before[k]:.5f} -> {after[k]:.5f}" for k in keys)
+
+
+def test_a_few_steps_on_one_batch_lower_the_task_total_and_reconstruction_losses(fixed):
+  _, _, history, rescored = fixed
+  first = history[0]
+  keys = ("loss", "loss/task", "loss/recon/text", "loss/recon/audio", "loss/recon/vision")
+  table = f"after {FIXED_BATCH_STEPS} steps, " + _table(first, rescored, keys)
+  # Overfitting one batch: the task loss must fall by a clear margin, not by noise.
+  assert rescored["loss/task"] < 0.6 * first["loss/task"], table
+  assert rescored["loss"] < first["loss"] - 1.0, table
+  for k in ("loss/recon/text", "loss/recon/audio", "loss/recon/vision"):
+    assert rescored[k] < first[k], table
+
+
+def test_estimator_nll_falls_across_its_updates_in_every_step(fixed):
+  _, _, history, _ = fixed
+  for i, m in enumerate(history):
+    assert m["club_nll"] < m["club_nll/start"], (
+        f"step {i}: estimator NLL {m['club_nll/start']:.5f} before its updates, "
+        f"{m['club_nll']:.5f} after")
+
+
+def test_one_step_moves_every_trainable_leaf(smoke_exp, smoke_start):
+  state, batch, unlabeled = smoke_start
+  after, (metrics,) = _steps(smoke_exp.train_step, smoke_exp.replicated, state,
+                             smoke_exp.to_device(batch), smoke_exp.to_device(unlabeled), 1)
+  moved = _moved(state.params, after.params)
   assert all(moved.values()), [k for k, v in moved.items() if not v]
   for term in ("loss/task", "loss/recon/text", "loss/recon/audio", "loss/recon/vision",
-               "loss/mi/s_v", "club_nll", "grad_norm"):
+               "loss/mi/s_v", "club_nll", "club_nll/start", "grad_norm"):
     assert np.isfinite(metrics[term]), term
 
 
-def test_golden_losses_of_one_smoke_step(default_step):
-  _, _, metrics = default_step
-  golden = {"loss/task": GOLDEN_TASK, "loss/recon/text": GOLDEN_TEXT}
-  for k, v in golden.items():
-    assert metrics[k] == pytest.approx(v, rel=1e-4), (
-        f"{k} = {metrics[k]!r} differs from its golden value {v!r}. If you changed the model, "
-        "losses, initialisation, RNG folding or the synthetic data on purpose, update "
-        "GOLDEN_* in tests/test_train_step.py with the new values and say why in the commit.")
+def test_golden_values_of_one_step(fixed):
+  _, _, history, _ = fixed
+  first = history[0]
+  golden = {k: first[k] for k in GOLDEN if k in first}
+  _, end, _, _ = fixed
+  golden["end_param_norm"] = float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64)))
+                                               for x in jax.tree.leaves(end.params))))
+  for k, v in GOLDEN.items():
+    assert golden[k] == pytest.approx(v, rel=1e-4), (
+        f"{k} = {golden[k]!r} differs from its golden value {v!r}. If you changed the model, "
+        "losses, optimiser, initialisation, RNG folding or the synthetic data on purpose, "
+        f"replace GOLDEN in tests/test_train_step.py with these values and say why in the "
+        f"commit: {golden}")
 
 
-def test_zero_estimator_steps_leave_estimators_bit_identical(data):
-  config = demo.get_config("smoke")
-  config.club.steps = 0
-  config.optim.warmup_frac = 0.0
-  before, after, metrics = _one_step(config, data)
-  moved = _moved(before, after)
-  assert not any(v for k, v in moved.items() if k.startswith("club_"))
-  assert all(v for k, v in moved.items() if not k.startswith("club_"))
-  assert "club_nll" not in metrics
+def _with_hparams(state, **values):
+  """`state` with some run-time hyper-parameters replaced (same compiled step)."""
+  h = dict(state.hparams)
+  for k, v in values.items():
+    assert k in h, k
+    h[k] = np.float32(v)
+  return state.replace(hparams=h)
 
 
-def test_main_params_do_not_move_when_only_the_estimator_loss_is_nonzero(data):
-  config = demo.get_config("smoke")
-  for w in ("w_task", "w_recon_text", "w_recon_audio", "w_recon_vision", "w_mi"):
-    setattr(config.loss, w, 0.0)
-  config.optim.weight_decay = 0.0  # Decay alone would move them.
-  config.optim.warmup_frac = 0.0
-  before, after, metrics = _one_step(config, data)
-  moved = _moved(before, after)
+MAIN_WEIGHTS = ("w/task", "w/recon_text", "w/recon_audio", "w/recon_vision", "w/mi")
+
+
+def _only(state, **weights):
+  """Only the given loss weights non-zero, and no weight decay (which alone moves params)."""
+  values = {k: weights.get(k.replace("/", "_"), 0.0) for k in MAIN_WEIGHTS}
+  return _with_hparams(state, weight_decay=0.0, **values)
+
+
+def test_mi_terms_alone_move_the_encoders_so_as_to_lower_the_club_bound(smoke_exp, smoke_start):
+  state, batch, unlabeled = smoke_start
+  state = _only(state, w_mi=1.0)
+  b, u = smoke_exp.to_device(batch), smoke_exp.to_device(unlabeled)
+  after, (first,) = _steps(smoke_exp.train_step, smoke_exp.replicated, state, b, u, 1)
+  moved = _moved(state.params, after.params)
+  # Everything that makes a latent moves; the regressor and decoders get no MI gradient.
+  assert {k for k, v in moved.items() if v and not k.startswith("club_")} == {
+      k for k in moved if not k.startswith(("club_", "reg_", "dec_"))}
+  # The bound on the same batch, dropout and estimators, before and after the update.
+  estimators = {k: v for k, v in state.params.items() if k.startswith("club_")}
+  rescored = _losses_at_step0_key(smoke_exp.train_step, smoke_exp.replicated,
+                                  after.replace(params={**after.params, **estimators}), b, u)
+  mi = sorted(k for k in first if k.startswith("loss/mi/"))
+  assert len(mi) == 6
+  assert rescored["loss"] < first["loss"] - 1e-3, _table(first, rescored, ["loss"] + mi)
+
+
+def test_the_estimator_loss_alone_moves_only_the_estimators_and_fits_them(smoke_exp,
+                                                                          smoke_start):
+  state, batch, unlabeled = smoke_start
+  state = _only(state)
+  after, (metrics,) = _steps(smoke_exp.train_step, smoke_exp.replicated, state,
+                             smoke_exp.to_device(batch), smoke_exp.to_device(unlabeled), 1)
+  moved = _moved(state.params, after.params)
   assert not any(v for k, v in moved.items() if not k.startswith("club_"))
   assert all(v for k, v in moved.items() if k.startswith("club_"))
-  assert metrics["loss"] == 0.0 and np.isfinite(metrics["club_nll"])
+  assert metrics["loss"] == 0.0
+  assert metrics["club_nll"] < metrics["club_nll/start"], metrics
 
 
-def test_eight_devices_match_one(default_step, data):
-  config = demo.get_config("smoke")
-  config.optim.warmup_frac = 0.0
-  _, one, m1 = _one_step(config, data, jax.devices()[:1])
-  _, eight, m8 = default_step
-  assert len(jax.devices()) == 8
-  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5), eight, one)
+def test_all_zero_frames_give_finite_gradients(smoke_exp, smoke_start):
+  """All-zero audio and vision frames make the WSA shift exactly 0 at init: its norm must
+  not turn the gradient into NaN."""
+  state, batch, unlabeled = smoke_start
+  zeroed = [dict(x, audio=np.zeros_like(x["audio"]), vision=np.zeros_like(x["vision"]))
+            for x in (batch, unlabeled)]
+  after, (metrics,) = _steps(smoke_exp.train_step, smoke_exp.replicated, state,
+                             *(smoke_exp.to_device(x) for x in zeroed), 1)
+  assert np.isfinite(metrics["grad_norm"]) and np.isfinite(metrics["loss"]), metrics
+  bad = [k for k, v in _flat(after.params).items() if not np.all(np.isfinite(v))]
+  assert not bad, bad
+
+
+def test_eight_devices_match_one(smoke_exp, smoke_start):
+  """The data-parallel step on all 8 devices gives the 1-device step (the same program as
+  a run.py run of the demo smoke config in this suite's subprocesses)."""
+  config = smoke_config()
+  mesh = parallel.make_mesh()
+  assert mesh.devices.size == 8 and smoke_exp.mesh.devices.size == 1
+  fn, _, _ = step_lib.jit_train_step(config, smoke_exp.model, mesh,
+                                     jax.eval_shape(lambda: smoke_start[0].params))
+  state, batch, unlabeled = smoke_start
+  eight, (m8,) = _steps(fn, parallel.replicated(mesh), state, parallel.to_global(batch, mesh),
+                        parallel.to_global(unlabeled, mesh), 1)
+  one, (m1,) = _steps(smoke_exp.train_step, smoke_exp.replicated, state,
+                      smoke_exp.to_device(batch), smoke_exp.to_device(unlabeled), 1)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5),
+               eight.params, one.params)
   assert m8["loss"] == pytest.approx(m1["loss"], rel=1e-5)
 
 
-# Losses of the first smoke step (demo.py:smoke, synthetic seed 0, training seed 0).
-GOLDEN_TASK = 2.769392728805542
-GOLDEN_TEXT = 6.237656593322754
+def _mean_predictor_mae(sources):
+  train = np.array([float(sources["train"][i]["label"]) for i in range(len(sources["train"]))])
+  test = np.array([float(sources["test"][i]["label"]) for i in range(len(sources["test"]))])
+  return float(np.mean(np.abs(test - train.mean())))
+
+
+def test_a_short_training_run_learns_the_synthetic_task(smoke_exp, smoke_start):
+  """The whole step over several epochs of the synthetic benchmark: the test Corr must
+  clear a floor that a model with its task gradient cut (Corr near 0) cannot."""
+  exp = smoke_exp
+  state = jax.device_put(smoke_start[0], exp.replicated)
+  stream = exp.streams.train
+  for epoch in range(exp.config.train.epochs):
+    unlabeled = exp.streams.unlabeled.iterator(int(state.step))
+    for host_batch in stream.iterator(epoch):
+      state, _ = exp.train_step(state, exp.to_device(host_batch),
+                                exp.to_device(next(unlabeled)))
+  test, _ = experiment.evaluate(exp, state.params, "test")
+  baseline = _mean_predictor_mae(exp.streams.sources)
+  summary = (f"test Corr {test['Corr']:.3f}, MAE {test['MAE']:.3f}; predicting the train "
+             f"mean: MAE {baseline:.3f}")
+  assert test["Corr"] > CORR_FLOOR, summary
+  assert test["MAE"] < 0.9 * baseline, summary
+
+
+# A floor well above what the model reaches with its task gradient cut (see the resolve
+# note of the issue that added it: Corr ~0.0-0.2 there) and below what it reaches (~0.6).
+CORR_FLOOR = 0.45
+
+# One default step of smoke_config() (synthetic seed 0, training seed 0), and the norm of
+# all params after FIXED_BATCH_STEPS steps on the first batch.
+GOLDEN = {
+    "loss": 6.875765323638916,
+    "loss/task": 1.4167522192001343,
+    "loss/recon/text": 6.242206573486328,
+    "grad_norm": 7.889440536499023,
+    "club_nll/start": 15.003482818603516,
+    "club_nll": 14.341364860534668,
+    "end_param_norm": 48.39568328857422,
+}

@@ -7,34 +7,37 @@ import pytest
 
 from mird_jax import wsa
 
+# Compiled once per shape: eager op-by-op dispatch compiles every primitive on its own.
+sparsemax = jax.jit(wsa.sparsemax, static_argnames="axis")
+
 
 def test_sparsemax_closed_form_on_hand_made_inputs():
   # Two entries: p_1 = clip((z_1 - z_2 + 1) / 2, 0, 1).
-  np.testing.assert_allclose(wsa.sparsemax(jnp.array([0.3, 0.1])), [0.6, 0.4], atol=1e-6)
-  np.testing.assert_allclose(wsa.sparsemax(jnp.array([2.0, 0.5])), [1.0, 0.0], atol=1e-6)
+  np.testing.assert_allclose(sparsemax(jnp.array([0.3, 0.1])), [0.6, 0.4], atol=1e-6)
+  np.testing.assert_allclose(sparsemax(jnp.array([2.0, 0.5])), [1.0, 0.0], atol=1e-6)
   # [1, 0.5, 0.2]: support {1, 2}, tau = (1.5 - 1) / 2 = 0.25.
-  np.testing.assert_allclose(wsa.sparsemax(jnp.array([1.0, 0.5, 0.2])), [0.75, 0.25, 0.0],
+  np.testing.assert_allclose(sparsemax(jnp.array([1.0, 0.5, 0.2])), [0.75, 0.25, 0.0],
                              atol=1e-6)
   # Close values: everything in the support, tau = (sum - 1) / n.
   z = jnp.array([0.1, 0.2, 0.3, 0.4])
-  np.testing.assert_allclose(wsa.sparsemax(z), z - (z.sum() - 1) / 4, atol=1e-6)
+  np.testing.assert_allclose(sparsemax(z), z - (z.sum() - 1) / 4, atol=1e-6)
 
 
 def test_sparsemax_is_a_sparse_distribution_along_any_axis():
   z = jax.random.normal(jax.random.key(0), (5, 7, 9)) * 3
   for axis in (-1, 1):
-    p = wsa.sparsemax(z, axis=axis)
+    p = sparsemax(z, axis=axis)
     assert np.all(np.asarray(p) >= 0)
     np.testing.assert_allclose(p.sum(axis), 1.0, atol=1e-5)
     assert np.mean(np.asarray(p) == 0) > 0.3  # Sparse, unlike softmax.
-  grad = jax.grad(lambda x: (wsa.sparsemax(x) * jnp.arange(9.0)[None, None]).sum())(z)
+  grad = jax.jit(jax.grad(lambda x: (wsa.sparsemax(x) * jnp.arange(9.0)[None, None]).sum()))(z)
   assert np.all(np.isfinite(np.asarray(grad)))
 
 
 def test_masked_entries_get_exactly_zero_and_do_not_matter():
   z = jnp.array([[0.3, 5.0, 0.1, 9.0]])
   mask = jnp.array([[True, False, True, False]])
-  p = wsa.sparsemax(z, mask)
+  p = sparsemax(z, mask)
   np.testing.assert_allclose(p, [[0.6, 0.0, 0.4, 0.0]], atol=1e-6)
   assert float(p[0, 1]) == 0.0 and float(p[0, 3]) == 0.0
   q = wsa.masked_softmax(z, mask)
@@ -50,20 +53,21 @@ def test_padded_frames_change_nothing_downstream(fusion):
   audio = jax.random.normal(k[1], (3, 6, 4))
   vision = jax.random.normal(k[2], (3, 7, 2))
   a_len, v_len = jnp.array([2, 6, 1]), jnp.array([7, 3, 4])
-  params = module.init(k[3], e, audio, a_len, vision, v_len, True)
-  out, weights = module.apply(params, e, audio, a_len, vision, v_len, True)
+  params = jax.jit(module.init, static_argnums=6)(k[3], e, audio, a_len, vision, v_len, True)
+  apply = jax.jit(lambda *args: module.apply(params, *args, True))
+  out, weights = apply(e, audio, a_len, vision, v_len)
   pad_a = jnp.arange(6)[None, :, None] >= a_len[:, None, None]
   pad_v = jnp.arange(7)[None, :, None] >= v_len[:, None, None]
   garbage_a = jnp.where(pad_a, 1e3 * jax.random.normal(k[0], audio.shape), audio)
   garbage_v = jnp.where(pad_v, -1e3, vision)
-  out2, weights2 = module.apply(params, e, garbage_a, a_len, garbage_v, v_len, True)
+  out2, weights2 = apply(e, garbage_a, a_len, garbage_v, v_len)
   np.testing.assert_allclose(out2, out, atol=1e-5)
   for name, length, total in (("audio", a_len, 6), ("vision", v_len, 7)):
     w = np.asarray(weights2[name])
     padded = np.arange(total)[None, None, :] >= np.asarray(length)[:, None, None]
     assert np.all(w[np.broadcast_to(padded, w.shape)] == 0.0)
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
-  out3, _ = module.apply(params, e, 2 * audio, a_len, vision, v_len, True)
+  out3, _ = apply(e, 2 * audio, a_len, vision, v_len)
   assert np.abs(np.asarray(out3 - out)).max() > 1e-3  # Real frames do matter.
 
 

@@ -20,8 +20,8 @@ def main(port, num_processes, process_id, workdir, out):
   exp = experiment.build(config, workdir)
   state = exp.initial_state()
   host_batch = next(exp.streams.train.iterator(0))
-  batch = exp.streams.to_device(host_batch)
-  unlabeled = exp.streams.to_device(next(exp.streams.unlabeled.iterator(0)))
+  batch = exp.to_device(host_batch)
+  unlabeled = exp.to_device(next(exp.streams.unlabeled.iterator(0)))
   state, step_metrics = exp.train_step(state, batch, unlabeled)
   # Params are replicated: this process's copy is the global value.
   leaves = [np.asarray(x.addressable_shards[0].data) for x in jax.tree.leaves(state.params)]

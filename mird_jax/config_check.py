@@ -1,0 +1,70 @@
+"""Checks a whole config before any work, so that a bad value stops the run in one line.
+
+Light on purpose (no JAX, no TFDS): run.py calls `validate` right after its flags parse.
+Every error names the key, the value found and what is allowed.
+"""
+
+from data_pipelines import readers
+from mird_jax import metrics
+
+# Keys whose value must be one of a fixed set. The modules that read them take their
+# allowed values from here.
+CHOICES = {
+    "data.name": ("cmu_mosi", "cmu_mosei", "synthetic_mosi"),
+    "data.format": readers.FORMATS,
+    "data.metric_dataset": ("mosi", "mosei", "sims"),
+    "model.fusion": ("wsa", "wa"),
+    "model.constraint": ("mim", "orthogonal", "none"),
+    "model.text_recon_target": ("vocab_logits", "bert_embeddings"),
+    "model.init_scheme": ("flax", "pytorch"),
+    "model.dtype": ("float32", "bfloat16"),
+    "loss.task": ("mse", "l1"),
+    "loss.combine": ("log", "weighted"),
+    "train.select_mode": ("min", "max"),
+}
+_POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.audio_len",
+             "data.audio_dim", "data.vision_len", "data.vision_dim", "model.d_z",
+             "model.lstm_hidden", "model.regressor_hidden", "club.hidden", "train.epochs",
+             "train.patience", "train.log_every_steps", "train.keep_checkpoints")
+_NON_NEGATIVE = ("data.unlabeled_ratio", "club.steps", "club.lr", "loss.w_task",
+                 "loss.w_recon_text", "loss.w_recon_audio", "loss.w_recon_vision", "loss.w_mi",
+                 "loss.w_orthogonal", "optim.bert_lr", "optim.main_lr", "optim.weight_decay",
+                 "optim.grad_clip")
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message is one line naming key and value."""
+
+
+def get(config, dotted: str):
+  for part in dotted.split("."):
+    config = getattr(config, part)
+  return config
+
+
+def _one_of(key: str, value, allowed) -> None:
+  if value not in allowed:
+    raise ConfigError(f"{key}={value!r} is not allowed; expected one of "
+                      f"{', '.join(map(repr, allowed))}")
+
+
+def validate(config) -> None:
+  """Raises ConfigError on the first value that cannot work."""
+  for key, allowed in CHOICES.items():
+    _one_of(key, get(config, key), allowed)
+  for key in _POSITIVE:
+    if not get(config, key) > 0:
+      raise ConfigError(f"{key}={get(config, key)!r} must be > 0")
+  for key in _NON_NEGATIVE:
+    if not get(config, key) >= 0:
+      raise ConfigError(f"{key}={get(config, key)!r} must be >= 0")
+  if not 0 <= config.optim.warmup_frac <= 1:
+    raise ConfigError(f"optim.warmup_frac={config.optim.warmup_frac!r} must be in [0, 1]")
+  _one_of("train.select_metric", config.train.select_metric,
+          metrics.names(config.data.metric_dataset))
+  d = config.data
+  if d.unlabeled_ratio > 0 and not d.unlabeled_file:
+    raise ConfigError(
+        f"data.unlabeled_ratio={d.unlabeled_ratio} asks for unlabelled examples but no pool "
+        "is configured: name one with --config.data.unlabeled_file=FILE (in "
+        "data.manual_dir), or train without with --config.data.unlabeled_ratio=0")
