@@ -29,6 +29,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 import pytest  # noqa: E402
 
 from data_pipelines import synthetic  # noqa: E402
+from smoke import smoke_config  # noqa: E402  pylint: disable=unused-import
 
 # Small shapes shared by the data tests (MOSI-like dims, short sequences).
 SMALL = dict(text_len=16, audio_len=24, audio_dim=5, vision_len=20, vision_dim=20,
@@ -58,23 +59,6 @@ def tokenizer_dir(synthetic_dir, tmp_path_factory):
                                        do_lower_case=True)
   tok.save_pretrained(str(out))
   return out
-
-
-def smoke_config():
-  """The demo's smoke model on a synthetic set large enough to learn from in seconds.
-
-  The session-wide `smoke_exp` is built from it once; tests that change a key build (and
-  compile) their own. warmup_frac 0 gives a non-zero learning rate from step 0; the larger
-  rates let 3 short epochs learn the synthetic task.
-  """
-  from configs import demo  # pylint: disable=g-import-not-at-top
-  config = demo.get_config("smoke")
-  s = config.data.synthetic
-  s.n_train, s.n_valid, s.n_test, s.n_unlabeled = 320, 21, 160, 64
-  config.optim.warmup_frac = 0.0
-  config.optim.main_lr, config.optim.bert_lr = 3e-3, 1e-3
-  config.train.epochs = 3
-  return config
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import smoke_config
+from smoke import smoke_config
 from data_pipelines import checks
 from data_pipelines import input_pipeline
 from mird_jax import config_check

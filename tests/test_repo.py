@@ -40,6 +40,8 @@ def test_nothing_points_outside_the_repository():
                        r"mib_reference|data_formats|club|environment)\.md")
   hits = []
   for path in _tracked():
+    if path.name == "test_repo.py":  # The pattern above names what it looks for.
+      continue
     if path.suffix in (".py", ".md", ".txt", ".toml", ".cfg", "") and path.is_file():
       for i, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
         if pattern.search(line):

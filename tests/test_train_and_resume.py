@@ -1,37 +1,60 @@
-"""The whole job as a user runs it: outputs, a killed run resumed to the same metrics,
-SIGTERM mid-epoch, eval and predict modes, and a non-finite loss stopping the run."""
+"""The whole job as a user runs it: outputs, and a run preempted mid-epoch then killed
+after an epoch that resumes to the same metrics (subprocesses: the process boundary is what
+is tested); eval and predict modes, a different config refused, and a non-finite loss
+stopping the run (in process)."""
 
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 import pytest
 
+from configs import demo
+from mird_jax import checkpoint
+from mird_jax import config_check
+from mird_jax import main
+from mird_jax import train
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SMOKE = ["--config=configs/demo.py:smoke", "--config.train.epochs=3",
-         "--config.train.patience=3"]
+# The demo's smoke config, leaner (one BERT layer, no text decoder) so that each process
+# traces and compiles less; everything resume depends on (data order, dropout, both
+# optimisers, the estimators, partial epochs, selection) is still there.
+SMOKE = ["--config=configs/demo.py:smoke", "--config.train.epochs=2",
+         "--config.train.patience=2", "--config.bert.random.num_layers=1",
+         "--config.loss.w_recon_text=0"]
 
 
-def _env(cache):
-  # One device per run (as a user's CPU run); a shared compilation cache across the runs.
-  return {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu",
-          "JAX_COMPILATION_CACHE_DIR": str(cache),
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+def _smoke_config():
+  """SMOKE as a config object, for the in-process tests on the runs' workdirs."""
+  config = demo.get_config("smoke")
+  config.train.epochs, config.train.patience = 2, 2
+  config.bert.random.num_layers, config.loss.w_recon_text = 1, 0.0
+  return config
 
 
-def _start(workdir, cache, *extra):
+def _env():
+  # One device, as a user's CPU run; the suite's compile flags and compilation cache, so
+  # only the first run compiles.
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+  return {**os.environ, "XLA_FLAGS": " ".join(flags)}
+
+
+def _start(workdir, *extra):
   log = open(workdir.parent / f"{workdir.name}.log", "ab")
   return subprocess.Popen([sys.executable, str(REPO / "run.py"), *SMOKE, *extra,
-                           f"--workdir={workdir}"], cwd=REPO, env=_env(cache), stdout=log,
+                           f"--workdir={workdir}"], cwd=REPO, env=_env(), stdout=log,
                           stderr=subprocess.STDOUT)
 
 
-def _run(workdir, cache, *extra):
-  proc = _start(workdir, cache, *extra)
+def _run(workdir, *extra):
+  proc = _start(workdir, *extra)
   assert proc.wait(timeout=600) == 0, (workdir.parent / f"{workdir.name}.log").read_text()[-3000:]
 
 
@@ -47,15 +70,10 @@ def _wait_for(predicate, proc, timeout=600):
     time.sleep(0.2)
 
 
-@pytest.fixture(name="cache", scope="module")
-def _cache(tmp_path_factory):
-  return tmp_path_factory.mktemp("xla_cache")
-
-
 @pytest.fixture(name="reference", scope="module")
-def _reference(tmp_path_factory, cache):
+def _reference(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("runs") / "reference"
-  _run(workdir, cache)
+  _run(workdir)
   return workdir
 
 
@@ -69,9 +87,10 @@ def test_outputs_of_a_run(reference):
   for name in ("config.json", "metrics.jsonl", "results.json", "predictions.csv"):
     assert (reference / name).is_file(), name
   assert list((reference / "tensorboard").glob("events.out.tfevents.*"))
-  assert json.loads((reference / "config.json").read_text())["train"]["epochs"] == 3
+  assert json.loads((reference / "config.json").read_text()) == json.loads(json.dumps(
+      _smoke_config().to_dict()))
   results, history = _outcome(reference)
-  assert [h["epoch"] for h in history] == [1, 2, 3]
+  assert [h["epoch"] for h in history] == [1, 2]
   selected = [h for h in history if h["selected"]][-1]
   assert results["selected_epoch"] == selected["epoch"]
   assert results["valid"] == selected["valid"]  # Selection used validation only.
@@ -81,58 +100,62 @@ def test_outputs_of_a_run(reference):
   assert rows[0] == "id,split,label,prediction" and len(rows) == 1 + 20  # Smoke test split.
 
 
-def test_killed_run_resumes_to_the_same_metrics(reference, cache, tmp_path):
-  workdir = tmp_path / "killed"
-  proc = _start(workdir, cache)
-  metrics = workdir / "metrics.jsonl"
-  _wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 1, proc)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not (workdir / "results.json").exists()
-  _run(workdir, cache)  # The same command again.
-  assert "resuming from step" in _log(workdir)
-  assert _outcome(workdir) == _outcome(reference)
-
-
-def test_sigterm_mid_epoch_saves_and_resumes_exactly(reference, cache, tmp_path):
-  workdir = tmp_path / "preempted"
-  proc = _start(workdir, cache)
-  _wait_for(lambda: "epoch 2 step 3:" in _log(workdir), proc)
+def test_preempted_then_killed_run_resumes_to_the_same_metrics(reference, tmp_path):
+  """SIGTERM during epoch 1 (the run saves its partial epoch at the next step and exits
+  143), restart, SIGKILL as soon as the restarted run has trained a step (nothing saved on
+  the way out: those steps are lost), restart: the metrics of every epoch and the results
+  equal those of the uninterrupted run."""
+  workdir = tmp_path / "interrupted"
+  proc = _start(workdir)
+  _wait_for(lambda: "epoch 1 step 3:" in _log(workdir), proc)
   proc.send_signal(signal.SIGTERM)
   assert proc.wait(timeout=300) == 143
   assert "saved step" in _log(workdir) and "mid-epoch" in _log(workdir)
-  _run(workdir, cache)
+  resumed_at = len(_log(workdir))
+  proc = _start(workdir)
+  _wait_for(lambda: re.search(r"resuming from step .*\n(.*\n)*.*epoch \d+ step \d+:",
+                              _log(workdir)[resumed_at:]), proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (workdir / "results.json").exists()
+  _run(workdir)  # The same command again.
+  assert _log(workdir).count("resuming from step") == 2
   assert _outcome(workdir) == _outcome(reference)
 
 
-def test_eval_and_predict_modes(reference, cache):
-  out = subprocess.run([sys.executable, str(REPO / "run.py"), *SMOKE, "--mode=eval",
-                        "--split=valid", f"--workdir={reference}"], cwd=REPO,
-                       env=_env(cache), capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-2000:]
-  printed = json.loads(out.stdout)
-  assert printed["metrics"] == json.loads((reference / "results.json").read_text())["valid"]
-  out = subprocess.run([sys.executable, str(REPO / "run.py"), *SMOKE, "--mode=predict",
-                        f"--input={reference / 'raw' / 'unlabeled.pkl'}",
-                        f"--workdir={reference}"], cwd=REPO, env=_env(cache),
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-2000:]
+def test_eval_and_predict_modes(reference, capsys):
+  config = _smoke_config()
+  main.run(config, str(reference), "eval", split="valid")
+  printed = json.loads(capsys.readouterr().out)
+  # The run used one device and this process uses eight: equal up to summation order.
+  valid = json.loads((reference / "results.json").read_text())["valid"]
+  assert printed["metrics"] == pytest.approx(valid, rel=1e-6, abs=1e-7)
+  main.run(config, str(reference), "predict", input_path=str(reference / "raw" / "unlabeled.pkl"))
   rows = (reference / "predictions_unlabeled.csv").read_text().splitlines()
   assert len(rows) == 1 + 32 and rows[1].split(",")[1] == "unlabeled"
 
 
-def test_a_different_config_in_the_same_workdir_is_refused(reference, cache):
-  before = (reference / "results.json").read_text()
-  out = subprocess.run([sys.executable, str(REPO / "run.py"), *SMOKE, "--config.seed=1",
-                        f"--workdir={reference}"], cwd=REPO, env=_env(cache),
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode != 0 and "different config (changed: seed)" in out.stderr
-  assert (reference / "results.json").read_text() == before
+def test_a_different_config_in_the_same_workdir_is_refused(reference):
+  before = {p.name: p.read_bytes() for p in reference.iterdir() if p.is_file()}
+  config = _smoke_config()
+  config.seed = 1
+  with pytest.raises(config_check.ConfigError, match=r"different config \(changed: seed\)"):
+    train.train_and_evaluate(config, reference)
+  assert {p.name: p.read_bytes() for p in reference.iterdir() if p.is_file()} == before
 
 
-def test_non_finite_loss_stops_with_the_term_and_step(cache, tmp_path):
-  workdir = tmp_path / "nan"
-  proc = _start(workdir, cache, "--config.optim.main_lr=1e30", "--config.optim.bert_lr=1e30",
-                "--config.optim.warmup_frac=0.0")
-  assert proc.wait(timeout=600) != 0
-  assert "FloatingPointError: non-finite" in _log(workdir) and "at step" in _log(workdir)
+def test_non_finite_loss_stops_with_the_term_and_step_and_keeps_the_checkpoint(
+    smoke_exp, smoke_start, tmp_path):
+  """A run resumed from a checkpoint whose regressor bias is inf: the first step's task
+  loss is inf; the run stops naming it and the step, and the checkpoint stays."""
+  state = smoke_start[0]
+  params = {**state.params, "reg_out": {**state.params["reg_out"],
+                                        "bias": np.full((1,), np.inf, np.float32)}}
+  ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
+  ckpts.save_latest(0, jax.device_put(state.replace(params=params), smoke_exp.replicated),
+                    {"epoch": 0, "iterator": None, "partial": None, "best": None,
+                     "best_epoch": None, "stale_epochs": 0, "history": [], "done": False})
+  ckpts.close()
+  with pytest.raises(FloatingPointError, match=r"non-finite .*loss/task.* at step 0"):
+    train.train_and_evaluate(smoke_exp.config, tmp_path, mesh=smoke_exp.mesh)
+  assert (tmp_path / "ckpt" / "0").is_dir() and not (tmp_path / "results.json").exists()
