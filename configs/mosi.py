@@ -144,6 +144,9 @@ def _train() -> ConfigDict:
   t.log_every_steps = 20
   t.keep_checkpoints = 2  # "latest" checkpoints kept; the best one is kept separately.
   t.distributed = False  # True calls jax.distributed.initialize() (TPU pods, GPU clusters).
+  # Devices to train on: 0 = every device of every host; N = the first N devices of this
+  # (single) host, e.g. 1 to reproduce a one-device run exactly on a multi-device machine.
+  t.num_devices = 0
   # Also fit the closed-form ridge probes (data_pipelines/probes.py) and report them beside
   # the model: loads every split into memory, so meant for the synthetic demo.
   t.report_probes = False

@@ -43,10 +43,10 @@ def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
         budget_s: float = 120.0) -> str:
   """Times `repeats` steps after `warmup` on `mesh` (default: every device), stopping early
   (after at least 3) past `budget_s` so that paper sizes on a CPU still finish."""
-  mesh = mesh if mesh is not None else parallel.make_mesh()
+  mesh = mesh if mesh is not None else parallel.mesh_for(config)
   mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
   params = model_lib.init_params(mdl, jax.random.key(0))
-  fn, tx_main, tx_club = step_lib.jit_train_step(config, mdl, mesh, params)
+  fn, tx_main, tx_club = step_lib.jit_train_step(config, mdl, mesh)
   state = jax.device_put(step_lib.create_state(params, tx_main, tx_club, config.optim.groups,
                                                optim.hparams(config, total_steps=1000)),
                          parallel.replicated(mesh))

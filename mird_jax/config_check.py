@@ -26,7 +26,7 @@ _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.a
              "data.audio_dim", "data.vision_len", "data.vision_dim", "model.d_z",
              "model.lstm_hidden", "model.regressor_hidden", "club.hidden", "train.epochs",
              "train.patience", "train.log_every_steps", "train.keep_checkpoints")
-_NON_NEGATIVE = ("data.unlabeled_ratio", "club.steps", "club.lr", "loss.w_task",
+_NON_NEGATIVE = ("train.num_devices", "data.unlabeled_ratio", "club.steps", "club.lr", "loss.w_task",
                  "loss.w_recon_text", "loss.w_recon_audio", "loss.w_recon_vision", "loss.w_mi",
                  "loss.w_orthogonal", "optim.bert_lr", "optim.main_lr", "optim.weight_decay",
                  "optim.grad_clip")

@@ -2,7 +2,6 @@
 and the jit-compiled steps with their shardings. Shared by train, eval and predict."""
 
 import dataclasses
-import functools
 from typing import Any
 
 from absl import logging
@@ -58,7 +57,7 @@ class Experiment:
 
 def build(config, workdir, mesh=None, sources=None) -> Experiment:
   """Everything for a run; `sources` replaces the configured dataset (predict on a file)."""
-  mesh = mesh if mesh is not None else parallel.make_mesh()
+  mesh = mesh if mesh is not None else parallel.mesh_for(config)
   d = config.data
   parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
   parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
@@ -73,11 +72,9 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
                ", ".join(f"{k} {len(v)}" for k, v in sources.items()), steps_per_epoch)
   model = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
   total_steps = config.train.epochs * steps_per_epoch
-  shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
-  train_step, tx_main, tx_club = step_lib.jit_train_step(config, model, mesh, shapes)
-  rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
-                      in_shardings=(rep, data), out_shardings=data)
+  train_step, tx_main, tx_club = step_lib.jit_train_step(config, model, mesh)
+  rep = parallel.replicated(mesh)
+  eval_step = step_lib.jit_eval_step(model, mesh)
   return Experiment(config=config, mesh=mesh, streams=streams, model=model, tx_main=tx_main,
                     tx_club=tx_club, train_step=train_step, eval_step=eval_step, replicated=rep,
                     hparams=optim.hparams(config, total_steps))

@@ -15,6 +15,8 @@ non-zero loss weight) share one compiled program. Learning rates warm up linearl
 `optim.warmup_frac` of all steps, then decay linearly to 0.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -58,17 +60,32 @@ def decay_mask(params):
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make(config, params):
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The optimiser settings that are constants of the compiled step (hashable)."""
+  groups: tuple
+  b1: float
+  b2: float
+  eps: float
+  grad_clip: float
+  club_lr: float
+
+  @classmethod
+  def from_config(cls, config) -> "Settings":
+    o = config.optim
+    return cls(groups=tuple(tuple(rule) for rule in o.groups), b1=o.b1, b2=o.b2, eps=o.eps,
+               grad_clip=o.grad_clip, club_lr=config.club.lr)
+
+
+def make(settings: Settings, params):
   """Returns (tx_main, tx_club) for `params`."""
-  o = config.optim
-  labels = param_groups.label_tree(params, o.groups)
-  adam = lambda: optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=o.eps)
+  labels = param_groups.label_tree(params, settings.groups)
+  adam = lambda: optax.scale_by_adam(b1=settings.b1, b2=settings.b2, eps=settings.eps)
   tx_main = optax.multi_transform({"bert": adam(), "main": adam(), "club": optax.set_to_zero()},
                                   labels)
-  if o.grad_clip > 0:
-    tx_main = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx_main)
-  tx_club = optax.adam(config.club.lr)
-  return tx_main, tx_club
+  if settings.grad_clip > 0:
+    tx_main = optax.chain(optax.clip_by_global_norm(settings.grad_clip), tx_main)
+  return tx_main, optax.adam(settings.club_lr)
 
 
 def scale(directions, params, step, h, rules):

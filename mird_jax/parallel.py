@@ -25,6 +25,16 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
                        devices=devices)
 
 
+def mesh_for(config) -> jax.sharding.Mesh:
+  """The mesh a run uses: every device, or the first `train.num_devices` of this host."""
+  n = config.train.num_devices
+  if n and (config.train.distributed or n > len(jax.devices())):
+    raise config_check.ConfigError(
+        f"train.num_devices={n}: this host has {len(jax.devices())} devices, and a subset "
+        "cannot be used with train.distributed=True")
+  return make_mesh(jax.devices()[:n] if n else None)
+
+
 def batch_sharding(mesh) -> NamedSharding:
   return NamedSharding(mesh, P(AXIS))
 
@@ -37,8 +47,9 @@ def check_batch_size(global_batch: int, mesh, what: str) -> int:
   """The per-host share of a global batch; fails if it does not split over devices/hosts."""
   n_dev, n_proc = mesh.devices.size, jax.process_count()
   if global_batch <= 0 or global_batch % n_dev or global_batch % n_proc:
-    raise config_check.ConfigError(f"{what}={global_batch} must be a positive multiple of the device count "
-                     f"({n_dev}) and of the host count ({n_proc})")
+    raise config_check.ConfigError(
+        f"{what}={global_batch} must be a positive multiple of the device count ({n_dev}) "
+        f"and of the host count ({n_proc})")
   return global_batch // n_proc
 
 

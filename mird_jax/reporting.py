@@ -45,8 +45,9 @@ def record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> N
     previous = json.loads(path.read_text())
     if previous != current:
       diff = sorted(_diff(previous, current))
-      raise config_check.ConfigError(f"{workdir} holds a run with a different config (changed: "
-                       f"{', '.join(diff[:8])}); use a new --workdir or the same config")
+      raise config_check.ConfigError(
+          f"{workdir} holds a run with a different config (changed: {', '.join(diff[:8])}); "
+          "use a new --workdir or the same config")
     return
   atomic_write(path, dumps(current))
 

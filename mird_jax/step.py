@@ -143,12 +143,18 @@ def main_objective(params, joint, labels_B, key, hparams, *, model, cfg: StepCon
   return losses.combine(terms, weights, cfg.combine, cfg.log_eps), (terms, aux)
 
 
-def estimator_nll(leaves, params, z, model):
-  """-sum over pairs of the CLUB log-likelihood, as a function of the estimator leaves."""
+def estimator_loglik(leaves, params, z, model):
+  """Sum over pairs of the CLUB log-likelihood of the latents `z`, as a function of the
+  estimator leaves: what the estimators maximise, and what their metrics report."""
   stats = model.apply({"params": with_leaves(params, leaves)}, z,
                       method=model_lib.MIRD.club_stats)
-  return -sum(losses.club_log_likelihood(mu, lv, z[f"z_{y}"]) for (_, y), (mu, lv)
-              in stats.items())
+  return sum(losses.club_log_likelihood(mu, lv, z[f"z_{y}"]) for (_, y), (mu, lv)
+             in stats.items())
+
+
+def estimator_loss(leaves, params, z, model):
+  """What the estimator updates minimise (reported separately, as -estimator_loglik)."""
+  return -estimator_loglik(leaves, params, z, model)
 
 
 def _fit_estimators(params, opt_club, z, joint, key, *, model, tx_club, rules, cfg):
@@ -163,14 +169,14 @@ def _fit_estimators(params, opt_club, z, joint, key, *, model, tx_club, rules, c
                            rngs={"dropout": jax.random.fold_in(key, _REFRESH + i)},
                            method=model_lib.MIRD.latents)
       z_i = jax.lax.stop_gradient(z_i)
-    g = jax.grad(estimator_nll)(leaves, params, z_i, model)
+    g = jax.grad(estimator_loss)(leaves, params, z_i, model)
     upd, opt = tx_club.update(g, opt)
     return (optax.apply_updates(leaves, upd), opt), None
 
   start = club_leaves(params, rules)
   (leaves, opt_club), _ = jax.lax.scan(update, (start, opt_club), jnp.arange(cfg.club_steps))
-  nll_start = estimator_nll(start, params, z, model)
-  nll_end = estimator_nll(leaves, params, z, model)
+  nll_start = -estimator_loglik(start, params, z, model)
+  nll_end = -estimator_loglik(leaves, params, z, model)
   return with_leaves(params, leaves), opt_club, nll_start, nll_end
 
 
@@ -206,14 +212,30 @@ def eval_step(params, batch, *, model):
   return pred
 
 
-def jit_train_step(config, model, mesh, params_shapes, donate: bool = True):
-  """(jitted train_step, tx_main, tx_club) for `model` on `mesh`: params replicated, batches
-  sharded on `data`, the state donated. The program does not depend on the values in the
-  state's hparams, so it compiles once for all of them."""
-  tx_main, tx_club = optim.make(config, params_shapes)
+@functools.lru_cache(maxsize=8)
+def _jitted_train_step(model, mesh, cfg: StepConfig, settings: optim.Settings, donate: bool):
+  shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
+  tx_main, tx_club = optim.make(settings, shapes)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   fn = jax.jit(functools.partial(train_step, model=model, tx_main=tx_main, tx_club=tx_club,
-                                 rules=config.optim.groups, cfg=StepConfig.from_config(config)),
+                                 rules=settings.groups, cfg=cfg),
                in_shardings=(rep, data, data), out_shardings=(rep, rep),
                donate_argnums=(0,) if donate else ())
   return fn, tx_main, tx_club
+
+
+def jit_train_step(config, model, mesh, donate: bool = True):
+  """(jitted train_step, tx_main, tx_club) for `model` on `mesh`: params replicated, batches
+  sharded on `data`, the state donated. The program does not depend on the values in the
+  state's hparams, so one jitted function, traced and compiled once per process, serves
+  every config that differs only in them."""
+  return _jitted_train_step(model, mesh, StepConfig.from_config(config),
+                            optim.Settings.from_config(config), donate)
+
+
+@functools.lru_cache(maxsize=8)
+def jit_eval_step(model, mesh):
+  """The jitted eval step for `model` on `mesh` (one per process)."""
+  rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  return jax.jit(functools.partial(eval_step, model=model), in_shardings=(rep, data),
+                 out_shardings=data)

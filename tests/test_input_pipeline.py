@@ -149,3 +149,13 @@ def test_streams_from_config(sources, tmp_path):
   with pytest.raises(config_check.ConfigError,
                      match=r"data.unlabeled_ratio \* data.batch_size=4"):
     experiment.build(config, tmp_path, sources=sources)
+
+
+def test_a_run_on_a_subset_of_the_devices():
+  config = smoke_config()
+  assert parallel.mesh_for(config).devices.size == 8  # 0: every device.
+  config.train.num_devices = 1
+  assert parallel.mesh_for(config).devices.size == 1
+  config.train.num_devices = 9
+  with pytest.raises(config_check.ConfigError, match="train.num_devices=9: this host has 8"):
+    parallel.mesh_for(config)

@@ -51,7 +51,7 @@ def test_groups_get_their_own_rates_and_estimators_are_frozen_in_the_main_update
   params = {"bert_l": {"k": np.ones(2, np.float32)}, "reg_out": {"k": np.ones(2, np.float32),
                                                                   "bias": np.ones(2, np.float32)},
             "club_l_a": {"k": np.ones(2, np.float32)}}
-  tx_main, _ = optim.make(config, params)
+  tx_main, _ = optim.make(optim.Settings.from_config(config), params)
   grads = jax.tree.map(np.ones_like, params)
   directions, _ = tx_main.update(grads, tx_main.init(params), params)
   h = optim.hparams(config, total_steps=10)
