@@ -170,6 +170,7 @@ def train_and_evaluate(config, workdir, mesh=None) -> dict:
   """Trains, selects on validation, scores test; `mesh` defaults to every device."""
   workdir = pathlib.Path(workdir)
   config_check.validate(config)
+  workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     reporting.record_config(config, workdir)
   exp = experiment.build(config, workdir, mesh=mesh)

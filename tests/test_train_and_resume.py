@@ -1,7 +1,7 @@
 """The whole job as a user runs it: outputs, and a run preempted mid-epoch then killed
-after an epoch that resumes to the same metrics (subprocesses: the process boundary is what
-is tested); eval and predict modes, a different config refused, and a non-finite loss
-stopping the run (in process)."""
+that resumes to the same metrics as an uninterrupted one (run.py subprocesses: the process
+boundary is what is tested); eval and predict modes, a different config refused, and a
+non-finite loss stopping the run (in process)."""
 
 import json
 import os
@@ -63,8 +63,10 @@ def _wait_for(predicate, proc, timeout=600):
 
 @pytest.fixture(name="reference", scope="module")
 def _reference(tmp_path_factory):
+  """The uninterrupted run, in this process: the same config, device and compiled programs
+  as the subprocess runs below, so their results must match it bit for bit."""
   workdir = tmp_path_factory.mktemp("runs") / "reference"
-  _run(workdir)
+  train.train_and_evaluate(_smoke_config(), workdir)
   return workdir
 
 
