@@ -109,7 +109,7 @@ def _loss() -> ConfigDict:
   l.w_recon_audio = 1.0
   l.w_recon_vision = 1.0
   l.w_mi = 1.0  # Each of the six CLUB upper bounds (constraint=mim).
-  l.w_orthogonal = 1.0  # Each shared/specific pair (constraint=orthogonal).
+  l.w_orthogonal = 1.0  # Each (z_s, z_m) pair (constraint=orthogonal).
   return l
 
 

@@ -26,10 +26,10 @@ _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.a
              "data.audio_dim", "data.vision_len", "data.vision_dim", "model.d_z",
              "model.lstm_hidden", "model.regressor_hidden", "club.hidden", "train.epochs",
              "train.patience", "train.log_every_steps", "train.keep_checkpoints")
-_NON_NEGATIVE = ("train.num_devices", "data.unlabeled_ratio", "club.steps", "club.lr", "loss.w_task",
-                 "loss.w_recon_text", "loss.w_recon_audio", "loss.w_recon_vision", "loss.w_mi",
-                 "loss.w_orthogonal", "optim.bert_lr", "optim.main_lr", "optim.weight_decay",
-                 "optim.grad_clip")
+_NON_NEGATIVE = ("train.num_devices", "data.unlabeled_ratio", "club.steps", "club.lr",
+                 "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
+                 "loss.w_recon_vision", "loss.w_mi", "loss.w_orthogonal", "optim.bert_lr",
+                 "optim.main_lr", "optim.weight_decay", "optim.grad_clip")
 
 
 class ConfigError(ValueError):
@@ -48,10 +48,15 @@ def _one_of(key: str, value, allowed) -> None:
                       f"{', '.join(map(repr, allowed))}")
 
 
+def require_choice(key: str, value) -> None:
+  """Raises ConfigError unless `value` is one of CHOICES[key] (for modules that read it)."""
+  _one_of(key, value, CHOICES[key])
+
+
 def validate(config) -> None:
   """Raises ConfigError on the first value that cannot work."""
-  for key, allowed in CHOICES.items():
-    _one_of(key, get(config, key), allowed)
+  for key in CHOICES:
+    require_choice(key, get(config, key))
   for key in _POSITIVE:
     if not get(config, key) > 0:
       raise ConfigError(f"{key}={get(config, key)!r} must be > 0")

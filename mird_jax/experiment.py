@@ -61,9 +61,9 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   d = config.data
   parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
   parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
-  if input_pipeline.unlabeled_batch_size(d) > 0:
-    parallel.check_batch_size(input_pipeline.unlabeled_batch_size(d), mesh,
-                              "data.unlabeled_ratio * data.batch_size")
+  n_unlabeled = input_pipeline.unlabeled_batch_size(d)
+  if n_unlabeled > 0:
+    parallel.check_batch_size(n_unlabeled, mesh, "data.unlabeled_ratio * data.batch_size")
   sources = sources if sources is not None else tfds_builders.prepare(config, workdir)
   streams = input_pipeline.Streams(config, sources, process_index=jax.process_index(),
                                    process_count=jax.process_count())

@@ -16,9 +16,6 @@ import jax.numpy as jnp
 
 from mird_jax import config_check
 
-SCHEMES = config_check.CHOICES["model.init_scheme"]
-
-
 def uniform(bound: float):
   """U(-bound, bound), torch's `reset_parameters` distribution."""
   def init(key, shape, dtype=jnp.float32):
@@ -26,14 +23,9 @@ def uniform(bound: float):
   return init
 
 
-def check(scheme: str) -> None:
-  if scheme not in SCHEMES:
-    raise ValueError(f"model.init_scheme={scheme!r}; expected one of {SCHEMES}")
-
-
 def dense(features: int, fan_in: int, scheme: str, dtype, name=None) -> nn.Dense:
   """A Dense layer initialised as `scheme` says (fan_in = its input width)."""
-  check(scheme)
+  config_check.require_choice("model.init_scheme", scheme)
   if scheme == "pytorch":
     u = uniform(1.0 / math.sqrt(fan_in))
     return nn.Dense(features, kernel_init=u, bias_init=u, dtype=dtype, name=name)
@@ -41,7 +33,7 @@ def dense(features: int, fan_in: int, scheme: str, dtype, name=None) -> nn.Dense
 
 
 def lstm_cell(hidden: int, scheme: str, dtype, name=None) -> nn.OptimizedLSTMCell:
-  check(scheme)
+  config_check.require_choice("model.init_scheme", scheme)
   if scheme == "pytorch":
     u = uniform(1.0 / math.sqrt(hidden))
     return nn.OptimizedLSTMCell(hidden, kernel_init=u, recurrent_kernel_init=u, bias_init=u,

@@ -26,10 +26,6 @@ from mird_jax import initializers
 from mird_jax import sequence
 from mird_jax import wsa
 
-CONSTRAINTS = config_check.CHOICES["model.constraint"]
-TEXT_TARGETS = config_check.CHOICES["model.text_recon_target"]
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """The static, hashable part of the config the model is built from (no defaults here:
@@ -68,12 +64,8 @@ class ModelSpec:
           num_heads=r.num_heads, intermediate_size=r.intermediate_size,
           max_position=r.max_position, type_vocab_size=r.type_vocab_size,
           hidden_dropout=b.hidden_dropout, attention_dropout=b.attention_dropout)
-    if m.constraint not in CONSTRAINTS:
-      raise ValueError(f"model.constraint={m.constraint!r}; expected one of {CONSTRAINTS}")
-    if m.text_recon_target not in TEXT_TARGETS:
-      raise ValueError(f"model.text_recon_target={m.text_recon_target!r}; expected one of "
-                       f"{TEXT_TARGETS}")
-    initializers.check(m.init_scheme)
+    for key in ("model.constraint", "model.text_recon_target", "model.init_scheme"):
+      config_check.require_choice(key, config_check.get(config, key))
     return cls(
         bert=bert_cfg, text_len=d.text_len, audio_len=d.audio_len, audio_dim=d.audio_dim,
         vision_len=d.vision_len, vision_dim=d.vision_dim, d_z=m.d_z,

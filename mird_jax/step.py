@@ -64,9 +64,9 @@ class StepConfig:
       terms += [f"mi/{x}_{y}" for x, y in club.PAIRS]
     elif config.model.constraint == "orthogonal":
       terms += [f"orthogonal/s_{m}" for m in "lav"]
-    nonzero = {k for k in optim.LOSS_WEIGHTS if getattr(l, f"w_{k}")}
+    nonzero = {f"w/{k}" for k in optim.LOSS_WEIGHTS if getattr(l, f"w_{k}")}
     return cls(task=l.task, combine=l.combine, log_eps=l.log_eps,
-               terms=tuple(t for t in terms if weight_key(t)[len("w/"):] in nonzero),
+               terms=tuple(t for t in terms if weight_key(t) in nonzero),
                constraint=config.model.constraint, club_steps=config.club.steps,
                refresh_latents=config.club.refresh_latents,
                text_target=config.model.text_recon_target, seed=config.seed)

@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mird_jax import config_check
+
 _INIT = nn.initializers.normal(0.02)
 
 
@@ -74,8 +76,7 @@ class WordAlignedFusion(nn.Module):
   @nn.compact
   def __call__(self, e_BxTxH, audio_BxSxD, audio_len_B, vision_BxSxD, vision_len_B,
                deterministic: bool):
-    if self.fusion not in ("wsa", "wa"):
-      raise ValueError(f"model.fusion={self.fusion!r}; expected wsa or wa")
+    config_check.require_choice("model.fusion", self.fusion)
     h_BxTxH = jnp.zeros_like(e_BxTxH)
     weights = {}
     for name, x, length in (("audio", audio_BxSxD, audio_len_B),

@@ -36,12 +36,13 @@ def test_data_pipelines_never_import_mird_jax():
 
 
 def test_nothing_points_outside_the_repository():
-  pattern = re.compile(r"\.\./shared|shared/spec/|(?<![\w/])(mird_reference|mird_details|"
-                       r"mib_reference|data_formats|club|environment)\.md")
+  # Built from parts, so this file does not itself name the folders it forbids.
+  outside = ("/".join(("..", "shared")), "/".join(("shared", "spec", "")))
+  pattern = re.compile("|".join(map(re.escape, outside)) +
+                       r"|(?<![\w/])(mird_reference|mird_details|mib_reference|data_formats|"
+                       r"club|environment)\.md")
   hits = []
   for path in _tracked():
-    if path.name == "test_repo.py":  # The pattern above names what it looks for.
-      continue
     if path.suffix in (".py", ".md", ".txt", ".toml", ".cfg", "") and path.is_file():
       for i, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
         if pattern.search(line):
