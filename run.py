@@ -3,6 +3,8 @@ r"""Entry point: parses flags and hands off to mird_jax. The only file that defi
   python run.py --config=configs/mosi.py --workdir=DIR [--mode=train|eval|predict]
   python run.py --config=configs/mosi.py --mode=describe|benchmark
   python run.py --config=configs/mosi.py:smoke --workdir=DIR --config.seed=3
+  python run.py --config=configs/demo.py --mode=multiseed --workdir=DIR [--config.num_seeds=5]
+  python run.py --mode=compare --workdirs=DIR1,DIR2,... [--reference=DIR1]
 """
 
 import sys
@@ -29,7 +31,13 @@ _STEP = flags.DEFINE_integer("step", None, "--mode=eval/predict: restore the lat
                              "at this step instead of the best one.")
 _INPUT = flags.DEFINE_string("input", None, "--mode=predict: a feature file in a supported "
                              "format (a pickle: only pass files you trust).")
-flags.mark_flags_as_required(["config"])
+_WORKDIRS = flags.DEFINE_list("workdirs", None, "--mode=compare: multi-seed workdirs, one "
+                              "row each.")
+_REFERENCE = flags.DEFINE_string("reference", None, "--mode=compare: the row the paired tests "
+                                 "compare against (a --workdirs entry or its folder name; "
+                                 "default the first).")
+_METRICS = flags.DEFINE_list("metrics", None, "--mode=compare: test metrics to tabulate "
+                             "(default MAE, Corr, Non0_acc_2, Non0_F1_score, Mult_acc_7).")
 
 
 def _last_line(text: str) -> str:
@@ -40,6 +48,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """Parses flags and loads the config now, so bad input stops in one line before any work."""
   try:
     args = flags.FLAGS(argv)
+    if _MODE.value in mird_main.NO_CONFIG_MODES:
+      if not _WORKDIRS.value:
+        sys.exit(f"run.py: --mode={_MODE.value} needs --workdirs=DIR1,DIR2,...")
+      return args
+    if not flags.FLAGS["config"].present:
+      sys.exit(f"run.py: --mode={_MODE.value} needs --config")
     _CONFIG.value.seed  # pylint: disable=pointless-statement  # Forces the lazy load.
   except flags.Error as e:  # Unknown --mode, missing flags, bad values, a failing get_config.
     sys.exit(f"run.py: {_first_line(e)}: {_last_line(e)}" if "\n" in str(e) else f"run.py: {e}")
@@ -72,6 +86,12 @@ def _first_line(text) -> str:
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _MODE.value in mird_main.NO_CONFIG_MODES:
+    try:
+      print(mird_main.compare(_WORKDIRS.value, _REFERENCE.value, _METRICS.value), end="")
+    except ValueError as e:
+      sys.exit(f"run.py: {e}")
+    return
   try:
     mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value, split=_SPLIT.value,
                   step=_STEP.value, input_path=_INPUT.value)

@@ -24,6 +24,9 @@ def _data() -> ConfigDict:
   d.format = "mmsa"  # Raw file format: mmsa (aligned_50/unaligned_50.pkl) | mird.
   d.file = "unaligned_50.pkl"  # Labelled file, looked up in manual_dir.
   d.unlabeled_file = ""  # Unlabelled pool (MIRD flat dict) in manual_dir; "" = none.
+  # Ground-truth factors (the synthetic benchmark's factors.npz) in manual_dir, for the
+  # ridge probes of the disentanglement check; "" = none (real data has none).
+  d.factors_file = ""
   d.data_dir = ""  # TFDS data_dir; "" = <workdir>/tfds.
   d.manual_dir = ""  # Where the user put the raw files; "" = <data_dir>/downloads/manual.
   d.metric_dataset = "mosi"  # Which metric suite: mosi | mosei | sims.
@@ -93,6 +96,9 @@ def _club() -> ConfigDict:
   # True recomputes the latents with fresh dropout for each estimator update (the public
   # code's costly way); False reuses the step's stop-gradient latents.
   c.refresh_latents = False
+  # Under constraint none/orthogonal, still fit the estimators (never in the loss) so that
+  # every ablation reports the same CLUB MI curves; False drops them (and their cost).
+  c.monitor = True
   return c
 
 
@@ -128,8 +134,10 @@ def _optim() -> ConfigDict:
   o.b1 = 0.9
   o.b2 = 0.999
   o.eps = 1e-6  # transformers' AdamW default, which the public code used.
-  # Linear warmup over this fraction of all steps, then linear decay to 0 (the public code
-  # swaps the scheduler's arguments and ramps up over the whole run; we do not).
+  # warmup_decay: linear warmup over warmup_frac of all steps, then linear decay to 0.
+  # public_ramp: the public code's (swapped-argument) schedule, a linear ramp to the peak
+  # over the whole run, for the ablation that reproduces it.
+  o.schedule = "warmup_decay"
   o.warmup_frac = 0.1
   o.grad_clip = 0.0  # Global-norm clip for bert+main; 0 disables (the public code has none).
   return o
@@ -153,6 +161,20 @@ def _train() -> ConfigDict:
   return t
 
 
+def _diagnostics() -> ConfigDict:
+  g = ConfigDict()
+  # Per epoch, every loss term and each pair's CLUB bound on the whole validation split
+  # (metrics.jsonl); at the end, curves.png, latents.png and the k-NN MI (and, with
+  # data.factors_file, the ridge probes to the true factors) in results.json.
+  g.enabled = True
+  g.knn_k = 3  # Neighbours of the KSG MI estimator.
+  # Each latent is standardised and reduced to this many principal components before the
+  # k-NN MI (the estimator is biased towards 0 in many dimensions); 0 = all of them.
+  g.knn_dims = 8
+  g.tsne = True  # Also a t-SNE panel in latents.png when scikit-learn is installed.
+  return g
+
+
 def get_config(arg: str | None = None) -> ConfigDict:
   config = ConfigDict()
   config.seed = 0
@@ -164,6 +186,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
   config.loss = _loss()
   config.optim = _optim()
   config.train = _train()
+  config.diagnostics = _diagnostics()
   if arg == "smoke":
     apply_smoke(config)
   elif arg:
@@ -196,3 +219,4 @@ def apply_smoke(config: ConfigDict) -> None:
   config.train.patience = 2
   config.train.log_every_steps = 1
   config.num_seeds = 2
+  config.diagnostics.tsne = False

@@ -180,8 +180,10 @@ def config_for(config, manual_dir: pathlib.Path) -> MirdBuilderConfig:
 def paths(config, workdir) -> tuple[pathlib.Path, pathlib.Path]:
   """(data_dir, manual_dir) with the config's defaults resolved against the workdir."""
   data_dir = pathlib.Path(config.data.data_dir or pathlib.Path(workdir) / "tfds")
-  manual = pathlib.Path(config.data.manual_dir or data_dir / "downloads" / "manual")
-  return data_dir, manual
+  # The synthetic benchmark is generated, by default into the workdir.
+  default = (pathlib.Path(workdir) / "raw" if config.data.name == "synthetic_mosi" else
+             data_dir / "downloads" / "manual")
+  return data_dir, pathlib.Path(config.data.manual_dir or default)
 
 
 def prepare(config, workdir) -> dict[str, object]:
@@ -190,9 +192,7 @@ def prepare(config, workdir) -> dict[str, object]:
     raise ValueError(f"data.name={config.data.name!r} is not one of {sorted(BUILDERS)}")
   data_dir, manual = paths(config, workdir)
   builder_cls = BUILDERS[config.data.name]
-  if config.data.name == "synthetic_mosi":
-    manual = pathlib.Path(config.data.manual_dir or pathlib.Path(workdir) / "raw")
-  else:
+  if config.data.name != "synthetic_mosi":
     instructions = " ".join(builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS.split())
     for f in filter(None, (config.data.file, config.data.unlabeled_file)):
       if not (manual / f).is_file():

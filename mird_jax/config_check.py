@@ -20,13 +20,15 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
     "loss.task": ("mse", "l1"),
     "loss.combine": ("log", "weighted"),
+    "optim.schedule": ("warmup_decay", "public_ramp"),
     "train.select_mode": ("min", "max"),
 }
 _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.audio_len",
              "data.audio_dim", "data.vision_len", "data.vision_dim", "model.d_z",
              "model.lstm_hidden", "model.regressor_hidden", "club.hidden", "train.epochs",
-             "train.patience", "train.log_every_steps", "train.keep_checkpoints")
-_NON_NEGATIVE = ("train.num_devices", "data.unlabeled_ratio", "club.steps", "club.lr",
+             "train.patience", "train.log_every_steps", "train.keep_checkpoints",
+             "diagnostics.knn_k")
+_NON_NEGATIVE = ("train.num_devices", "diagnostics.knn_dims", "data.unlabeled_ratio", "club.steps", "club.lr",
                  "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
                  "loss.w_recon_vision", "loss.w_mi", "loss.w_orthogonal", "optim.bert_lr",
                  "optim.main_lr", "optim.weight_decay", "optim.grad_clip")

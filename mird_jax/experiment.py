@@ -2,6 +2,7 @@
 and the jit-compiled steps with their shardings. Shared by train, eval and predict."""
 
 import dataclasses
+import pathlib
 from typing import Any
 
 from absl import logging
@@ -12,6 +13,7 @@ import numpy as np
 from data_pipelines import input_pipeline
 from data_pipelines import tfds_builders
 from mird_jax import checkpoint
+from mird_jax import diagnostics
 from mird_jax import metrics as metrics_lib
 from mird_jax import model as model_lib
 from mird_jax import optim
@@ -30,8 +32,10 @@ class Experiment:
   tx_club: Any
   train_step: Any  # jitted (state, batch, unlabeled) -> (state, metrics)
   eval_step: Any  # jitted (params, batch) -> predictions
+  rows_step: Any  # jitted (params, batch) -> per-example diagnostics (diagnostics.py)
   replicated: Any
-  hparams: dict  # optim.hparams for this run's length.
+  hparams: dict  # optim.hparams for this run's length, on the host (never donated).
+  manual_dir: pathlib.Path | None  # Where the raw files (and factors.npz) are.
 
   def to_device(self, host_batch):
     """This host's rows of a batch -> global jax.Arrays sharded on `data` (ids stay here)."""
@@ -64,6 +68,7 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   n_unlabeled = input_pipeline.unlabeled_batch_size(d)
   if n_unlabeled > 0:
     parallel.check_batch_size(n_unlabeled, mesh, "data.unlabeled_ratio * data.batch_size")
+  manual_dir = tfds_builders.paths(config, workdir)[1] if sources is None else None
   sources = sources if sources is not None else tfds_builders.prepare(config, workdir)
   streams = input_pipeline.Streams(config, sources, process_index=jax.process_index(),
                                    process_count=jax.process_count())
@@ -76,8 +81,10 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   rep = parallel.replicated(mesh)
   eval_step = step_lib.jit_eval_step(model, mesh)
   return Experiment(config=config, mesh=mesh, streams=streams, model=model, tx_main=tx_main,
-                    tx_club=tx_club, train_step=train_step, eval_step=eval_step, replicated=rep,
-                    hparams=optim.hparams(config, total_steps))
+                    tx_club=tx_club, train_step=train_step, eval_step=eval_step,
+                    rows_step=diagnostics.jit_rows(config, model, mesh), replicated=rep,
+                    hparams=jax.device_get(optim.hparams(config, total_steps)),
+                    manual_dir=manual_dir)
 
 
 _ID_BYTES = 128  # Ids cross hosts as fixed-width bytes.
@@ -97,12 +104,15 @@ def _gather_hosts(local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return {k: np.asarray(v).reshape((-1,) + local[k].shape[1:]) for k, v in gathered.items()}
 
 
-def predict(exp: Experiment, params, batches):
-  """(predictions, labels, ids) of every real (mask 1) example, in dataset order, gathered
-  from all hosts."""
-  parts = {"pred": [], "label": [], "mask": [], "position": [], "id": []}
+def gather(exp: Experiment, fn, batches):
+  """Runs the jitted `fn(device batch)` (an array or a dict of arrays, rows sharded on
+  `data`) over `batches`; returns ({key: rows} of every real (mask 1) example in dataset
+  order, labels, ids), gathered from all hosts."""
+  parts = {"label": [], "mask": [], "position": [], "id": []}
   for host in batches:
-    parts["pred"].append(_local_rows(exp.eval_step(params, exp.to_device(host))))
+    out = fn(exp.to_device(host))
+    for k, v in (out.items() if isinstance(out, dict) else [("pred", out)]):
+      parts.setdefault(f"out/{k}", []).append(_local_rows(v))
     for k in ("label", "mask", "position"):
       parts[k].append(host[k])
     parts["id"].append(np.array([i.encode()[:_ID_BYTES] for i in host["id"]],
@@ -111,7 +121,14 @@ def predict(exp: Experiment, params, batches):
   keep = rows["mask"] > 0
   order = np.argsort(rows["position"][keep], kind="stable")
   ids = [bytes(r).rstrip(b"\0").decode() for r in rows["id"][keep][order]]
-  return rows["pred"][keep][order], rows["label"][keep][order], ids
+  outputs = {k[4:]: v[keep][order] for k, v in rows.items() if k.startswith("out/")}
+  return outputs, rows["label"][keep][order], ids
+
+
+def predict(exp: Experiment, params, batches):
+  """(predictions, labels, ids) of every real example, in dataset order, from all hosts."""
+  outputs, labels, ids = gather(exp, lambda b: exp.eval_step(params, b), batches)
+  return outputs["pred"], labels, ids
 
 
 def evaluate(exp: Experiment, params, split: str):

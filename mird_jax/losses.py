@@ -13,31 +13,51 @@ def task_loss(pred_B, label_B, kind: str = "mse"):
   raise ValueError(f"loss.task={kind!r}; expected mse or l1")
 
 
-def _masked_mean(values_BxT, mask_BxT):
-  mask = mask_BxT.astype(values_BxT.dtype)
-  return jnp.sum(values_BxT * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
 def frame_mask(length_B, t: int):
   return jnp.arange(t)[None, :] < length_B[:, None]
 
 
+def _ratio(sums):
+  """A masked mean over the batch from per-example (sum, count) pairs."""
+  total_B, count_B = sums
+  return jnp.sum(total_B) / jnp.maximum(jnp.sum(count_B), 1.0)
+
+
+def _masked_sums(values_BxT, mask_BxT):
+  mask = mask_BxT.astype(values_BxT.dtype)
+  return jnp.sum(values_BxT * mask, axis=1), jnp.sum(mask, axis=1)
+
+
+def recon_frames_sums(recon_BxTxD, target_BxTxD, length_B):
+  """Per example: (sum over its valid frames of the frame MSE, number of valid frames)."""
+  per_frame = jnp.mean((recon_BxTxD - target_BxTxD) ** 2, axis=-1)
+  return _masked_sums(per_frame, frame_mask(length_B, target_BxTxD.shape[1]))
+
+
 def recon_frames(recon_BxTxD, target_BxTxD, length_B):
   """MSE over the valid frames only (mean over frames and feature dims)."""
-  per_frame = jnp.mean((recon_BxTxD - target_BxTxD) ** 2, axis=-1)
-  return _masked_mean(per_frame, frame_mask(length_B, target_BxTxD.shape[1]))
+  return _ratio(recon_frames_sums(recon_BxTxD, target_BxTxD, length_B))
+
+
+def recon_tokens_ce_sums(logits_BxTxV, ids_BxT, mask_BxT):
+  """Per example: (summed cross-entropy over its real tokens, number of real tokens)."""
+  logp = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), axis=-1)
+  nll_BxT = -jnp.take_along_axis(logp, ids_BxT[..., None], axis=-1)[..., 0]
+  return _masked_sums(nll_BxT, mask_BxT)
 
 
 def recon_tokens_ce(logits_BxTxV, ids_BxT, mask_BxT):
   """Cross-entropy of the token reconstruction, over real tokens only."""
-  logp = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), axis=-1)
-  nll_BxT = -jnp.take_along_axis(logp, ids_BxT[..., None], axis=-1)[..., 0]
-  return _masked_mean(nll_BxT, mask_BxT)
+  return _ratio(recon_tokens_ce_sums(logits_BxTxV, ids_BxT, mask_BxT))
+
+
+def recon_tokens_mse_sums(recon_BxTxH, target_BxTxH, mask_BxT):
+  return _masked_sums(jnp.mean((recon_BxTxH - target_BxTxH) ** 2, axis=-1), mask_BxT)
 
 
 def recon_tokens_mse(recon_BxTxH, target_BxTxH, mask_BxT):
   """MSE to the (stop-gradient) BERT input embeddings, over real tokens only."""
-  return _masked_mean(jnp.mean((recon_BxTxH - target_BxTxH) ** 2, axis=-1), mask_BxT)
+  return _ratio(recon_tokens_mse_sums(recon_BxTxH, target_BxTxH, mask_BxT))
 
 
 def club_log_likelihood(mu_BxD, logvar_BxD, y_BxD):

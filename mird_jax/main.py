@@ -11,8 +11,9 @@ from absl import logging
 
 from mird_jax import config_check
 
-MODES = ("train", "eval", "predict", "describe", "benchmark")
-NO_WORKDIR_MODES = ("describe", "benchmark")
+MODES = ("train", "eval", "predict", "describe", "benchmark", "multiseed", "compare")
+NO_WORKDIR_MODES = ("describe", "benchmark", "compare")
+NO_CONFIG_MODES = ("compare",)
 
 
 class _QuietLibraries:
@@ -33,6 +34,7 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
   from mird_jax import benchmark
   from mird_jax import describe
   from mird_jax import inference
+  from mird_jax import multiseed
   from mird_jax import parallel
   from mird_jax import reporting
   from mird_jax import train
@@ -54,6 +56,10 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
                jax.process_count(), jax.local_devices())
   workdir_path = pathlib.Path(workdir)
   workdir_path.mkdir(parents=True, exist_ok=True)
+  if mode == "multiseed":
+    summary = multiseed.run(config, workdir_path)
+    print(f"wrote {workdir_path / 'summary.md'} ({len(summary['seeds'])} seeds)")
+    return
   if mode == "train":
     results = train.train_and_evaluate(config, workdir_path)
     print(reporting.dumps({k: results[k] for k in ("selected_epoch", "test")}), end="")
@@ -75,3 +81,10 @@ def probe_comparison(results: dict) -> str:
   for name, m in results["probes_test"].items():
     lines.append(f"  ridge probe, {name}: {m['Corr']:.3f} / {m['MAE']:.3f}")
   return "\n".join(lines)
+
+
+def compare(workdirs: list[str], reference: str | None, metrics: list[str] | None) -> str:
+  """`--mode=compare`: the markdown table of several multi-seed workdirs (no config)."""
+  from mird_jax import compare as compare_lib  # pylint: disable=g-import-not-at-top
+  return compare_lib.table(workdirs, reference,
+                           tuple(metrics) if metrics else compare_lib.HEADLINE)

@@ -48,6 +48,9 @@ class ModelSpec:
   fusion_dropout: float
   regressor_dropout: float
   club_hidden: int
+  # The six CLUB networks exist: constraint mim (they are its penalty), or club.monitor
+  # (fitted as a measurement only, for the MI curves of the none/orthogonal ablations).
+  estimators: bool
   recon: tuple[bool, bool, bool]  # text, audio, vision: decoders built and run.
   init_scheme: str
   dtype: str
@@ -74,6 +77,7 @@ class ModelSpec:
         text_recon_target=m.text_recon_target, latent_dropout=m.latent_dropout,
         fusion_dropout=m.fusion_dropout, regressor_dropout=m.regressor_dropout,
         club_hidden=config.club.hidden,
+        estimators=m.constraint == "mim" or config.club.monitor,
         recon=(w.w_recon_text > 0, w.w_recon_audio > 0, w.w_recon_vision > 0),
         init_scheme=m.init_scheme, dtype=m.dtype)
 
@@ -103,7 +107,7 @@ class MIRD(nn.Module):
     self.reg_out = initializers.dense(1, s.regressor_hidden, init, dtype)
     # Flax names dict entries "<attribute>_<key>": club_l_a, ..., club_s_v.
     self.club = ({f"{x}_{y}": club.Club(s.club_hidden, s.d_z, init) for x, y in club.PAIRS}
-                 if s.constraint == "mim" else {})
+                 if s.estimators else {})
 
   def latents(self, batch, deterministic: bool):
     """z_s, z_l, z_a, z_v [B, d_z] and the WSA attention weights."""
@@ -142,7 +146,7 @@ class MIRD(nn.Module):
   def club_stats(self, aux):
     """{(x, y): (mu [B, d_z], logvar [B, d_z])} of q(z_y | z_x) for the six pairs."""
     return {(x, y): self.club[f"{x}_{y}"](aux[f"z_{x}"]) for x, y in club.PAIRS
-            if self.spec.constraint == "mim"}
+            if self.spec.estimators}
 
   def init_everything(self, batch):
     """Touches every submodule (decoders and estimators included) for `init`."""

@@ -8,11 +8,16 @@
 - `club`: Adam over the `club` group's leaves only (step.club_leaves), so the estimator
   updates never touch, or even differentiate, the model.
 
-The learning-rate schedules (peak, warmup and total steps per group), the weight decay and
-the loss weights are arrays in the train state (`hparams`), not constants of the compiled
-step: runs that differ only in their values (another learning rate, more epochs, another
-non-zero loss weight) share one compiled program. Learning rates warm up linearly over
-`optim.warmup_frac` of all steps, then decay linearly to 0.
+The learning-rate schedules (peak, warmup and total steps per group), the weight decay,
+the loss weights and the seed are arrays in the train state (`hparams`), not constants of
+the compiled step: runs that differ only in their values (another learning rate, more
+epochs, another non-zero loss weight, another seed) share one compiled program.
+
+Schedules (`optim.schedule`): `warmup_decay` warms up linearly over `optim.warmup_frac` of
+all steps, then decays linearly to 0. `public_ramp` is the public MIRD code's schedule
+(its scheduler's arguments swapped): a linear ramp from 0 to the peak over
+int(N / batch) x epochs steps, then 0. Our loader drops the last partial batch, so a run
+has exactly that many steps and the ramp ends at its last one.
 """
 
 import dataclasses
@@ -38,14 +43,18 @@ def learning_rate(step, peak, warmup, total):
 
 
 def hparams(config, total_steps: int) -> dict[str, jax.Array]:
-  """The run-time hyper-parameters of a run of `total_steps` steps (float32 scalars)."""
+  """The run-time hyper-parameters of a run of `total_steps` steps (float32 scalars, and
+  the int32 seed of the dropout keys)."""
   o, l = config.optim, config.loss
-  warmup = int(round(o.warmup_frac * total_steps))
+  # Both schedules are learning_rate(): public_ramp is a warmup as long as the run.
+  warmup = total_steps if o.schedule == "public_ramp" else int(round(o.warmup_frac * total_steps))
   h = {f"lr/{g}/peak": getattr(o, f"{g}_lr") for g in SCHEDULED}
   h.update({"lr/warmup": warmup, "lr/total": max(total_steps, 1),
             "weight_decay": o.weight_decay})
   h.update({f"w/{k}": getattr(l, f"w_{k}") for k in LOSS_WEIGHTS})
-  return {k: jnp.asarray(v, jnp.float32) for k, v in h.items()}
+  out = {k: jnp.asarray(v, jnp.float32) for k, v in h.items()}
+  out["seed"] = jnp.asarray(config.seed, jnp.int32)
+  return out
 
 
 def learning_rates(step, h) -> dict[str, jax.Array]:

@@ -4,7 +4,10 @@ One `train_step` = one main update (gradient of the main loss for `bert` + `main
 estimators are constants there and `set_to_zero` keeps them still) followed by `club.steps`
 estimator updates in a `lax.scan`, each maximising the CLUB log-likelihood on the
 stop-gradient latents of this step (or on fresh-dropout latents with
-`club.refresh_latents`). Dropout keys are derived from (seed, step), never carried.
+`club.refresh_latents`). Dropout keys are derived from (seed, step), never carried; the
+seed is a value in the state's hparams, so every seed of a multi-seed run shares one program.
+With `club.monitor` the estimators are fitted under constraint none/orthogonal too, as a
+measurement that never enters the main loss.
 """
 
 import dataclasses
@@ -51,10 +54,10 @@ class StepConfig:
   log_eps: float
   terms: tuple[str, ...]  # The loss terms computed: those with a non-zero config weight.
   constraint: str
+  estimators: bool  # The model has the CLUB networks (model.ModelSpec.estimators).
   club_steps: int
   refresh_latents: bool
   text_target: str
-  seed: int
 
   @classmethod
   def from_config(cls, config) -> "StepConfig":
@@ -67,9 +70,10 @@ class StepConfig:
     nonzero = {f"w/{k}" for k in optim.LOSS_WEIGHTS if getattr(l, f"w_{k}")}
     return cls(task=l.task, combine=l.combine, log_eps=l.log_eps,
                terms=tuple(t for t in terms if weight_key(t) in nonzero),
-               constraint=config.model.constraint, club_steps=config.club.steps,
-               refresh_latents=config.club.refresh_latents,
-               text_target=config.model.text_recon_target, seed=config.seed)
+               constraint=config.model.constraint,
+               estimators=config.model.constraint == "mim" or config.club.monitor,
+               club_steps=config.club.steps, refresh_latents=config.club.refresh_latents,
+               text_target=config.model.text_recon_target)
 
 
 def club_leaves(params, rules) -> dict[str, jax.Array]:
@@ -136,8 +140,10 @@ def main_objective(params, joint, labels_B, key, hparams, *, model, cfg: StepCon
   """
   pred, aux = model.apply({"params": params}, joint, deterministic=False, reconstruct=True,
                           rngs={"dropout": key})
-  frozen = jax.lax.stop_gradient(params)
-  stats = model.apply({"params": frozen}, aux, method=model_lib.MIRD.club_stats)
+  stats = {}
+  if cfg.constraint == "mim":  # A monitoring-only estimator stays out of the main loss.
+    frozen = jax.lax.stop_gradient(params)
+    stats = model.apply({"params": frozen}, aux, method=model_lib.MIRD.club_stats)
   terms = loss_terms(pred, aux, stats, joint, labels_B, cfg)
   weights = {t: hparams[weight_key(t)] for t in terms}
   return losses.combine(terms, weights, cfg.combine, cfg.log_eps), (terms, aux)
@@ -183,7 +189,7 @@ def _fit_estimators(params, opt_club, z, joint, key, *, model, tx_club, rules, c
 def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, rules,
                cfg: StepConfig):
   """One main update and `cfg.club_steps` estimator updates; returns (state, metrics)."""
-  key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
+  key = jax.random.fold_in(jax.random.key(state.hparams["seed"]), state.step)
   joint = joint_batch(batch, unlabeled)
   objective = functools.partial(main_objective, model=model, cfg=cfg)
   (total, (terms, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
@@ -194,7 +200,7 @@ def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, 
   metrics = {"loss": total, **{f"loss/{k}": v for k, v in terms.items()},
              "grad_norm": optax.tree.norm(grads)}
   opt_club = state.opt_club
-  if cfg.constraint == "mim" and cfg.club_steps > 0:
+  if cfg.estimators and cfg.club_steps > 0:
     z = jax.lax.stop_gradient({k: aux[k] for k in LATENTS})
     params, opt_club, metrics["club_nll/start"], metrics["club_nll"] = _fit_estimators(
         params, opt_club, z, joint, key, model=model, tx_club=tx_club, rules=rules, cfg=cfg)

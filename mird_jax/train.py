@@ -17,6 +17,7 @@ import numpy as np
 
 from data_pipelines import input_pipeline
 from data_pipelines import probes
+from mird_jax import analysis
 from mird_jax import checkpoint
 from mird_jax import config_check
 from mird_jax import experiment
@@ -126,8 +127,12 @@ def _end_of_epoch(exp, ckpts, state, meta, train_means, tb):
     ckpts.save_best(int(state.step), state.params, {"epoch": epoch + 1, "valid": val})
   else:
     meta["stale_epochs"] += 1
-  meta["history"].append({"epoch": epoch + 1, "step": int(state.step), "train": train_means,
-                          "valid": val, "selected": improved})
+  entry = {"epoch": epoch + 1, "step": int(state.step), "train": train_means, "valid": val,
+           "selected": improved}
+  if exp.config.diagnostics.enabled:
+    entry["valid_losses"] = analysis.split_terms(exp, state.params, "valid")
+    tb.scalars(epoch + 1, entry["valid_losses"], "valid_losses/")
+  meta["history"].append(entry)
   meta.update(epoch=epoch + 1, iterator=None, partial=None)
   meta["done"] = meta["epoch"] >= cfg.epochs or meta["stale_epochs"] >= cfg.patience
   ckpts.save_latest(int(state.step), state, meta)
@@ -147,6 +152,8 @@ def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
   valid = ckpts.best_meta()["valid"]
   results = {"selected_epoch": meta["best_epoch"], "epochs_run": meta["epoch"],
              "select_metric": exp.config.train.select_metric, "valid": valid, "test": test}
+  if exp.config.diagnostics.enabled:
+    results.update(analysis.final(exp, params, meta["history"], workdir))
   if exp.config.train.report_probes:
     splits = _in_memory(exp.streams.sources)
     results["probes_test"] = {

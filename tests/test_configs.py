@@ -26,8 +26,10 @@ REQUIRED = [
     "loss.task", "loss.combine", "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
     "loss.w_recon_vision", "loss.w_mi", "loss.w_orthogonal",
     "optim.groups", "optim.bert_lr", "optim.main_lr", "optim.weight_decay",
-    "optim.warmup_frac", "optim.grad_clip",
+    "optim.warmup_frac", "optim.grad_clip", "optim.schedule", "club.monitor",
     "train.epochs", "train.patience", "train.select_metric", "train.select_mode",
+    "data.factors_file", "diagnostics.enabled", "diagnostics.knn_k", "diagnostics.knn_dims",
+    "diagnostics.tsne",
 ]
 
 

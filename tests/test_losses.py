@@ -85,3 +85,22 @@ def test_combine_log_and_weighted():
   assert float(losses.combine(terms, weights, "weighted", 0.0)) == pytest.approx(2 + 2 - 1)
   with pytest.raises(ValueError, match="loss.combine='sum'"):
     losses.combine(terms, weights, "sum", 0.0)
+
+
+def test_per_example_sums_pool_into_the_batch_masked_mean():
+  """Splitting a batch in two and pooling the per-example (sum, count) pairs gives the
+  loss of the whole batch: what the split-level diagnostics rely on."""
+  rng = np.random.default_rng(0)
+  recon, target = rng.normal(size=(2, 5, 7, 3))
+  length = np.array([7, 1, 4, 0, 6])
+  sums = [losses.recon_frames_sums(recon[s], target[s], length[s])
+          for s in (slice(0, 2), slice(2, 5))]
+  pooled = sum(float(np.sum(t)) for t, _ in sums) / sum(float(np.sum(c)) for _, c in sums)
+  assert pooled == pytest.approx(float(losses.recon_frames(recon, target, length)), rel=1e-6)
+  logits, ids = rng.normal(size=(5, 4, 11)), rng.integers(0, 11, size=(5, 4))
+  mask = (np.arange(4)[None] < np.array([4, 2, 1, 3, 0])[:, None]).astype(np.float32)
+  total, count = losses.recon_tokens_ce_sums(logits, ids, mask)
+  np.testing.assert_array_equal(count, [4, 2, 1, 3, 0])
+  # Example 1's two tokens, by hand.
+  logp = logits[1] - np.log(np.exp(logits[1]).sum(-1, keepdims=True))
+  assert float(total[1]) == pytest.approx(-(logp[0, ids[1, 0]] + logp[1, ids[1, 1]]), rel=1e-5)

@@ -112,6 +112,11 @@ def test_constraint_and_recon_variants():
   config.model.constraint = "orthogonal"
   config.model.text_recon_target = "bert_embeddings"
   config.loss.w_recon_audio = 0.0  # Weight 0 removes the decoder's compute.
+  # Monitored estimators exist under any constraint; without the monitor, only under mim.
+  monitored = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
+  params = jax.eval_shape(lambda: model_lib.init_params(monitored, jax.random.key(0)))
+  assert sum(k.startswith("club_") for k in params) == 6
+  config.club.monitor = False
   mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
   params = jax.eval_shape(lambda: model_lib.init_params(mdl, jax.random.key(0)))
   assert not any(k.startswith("club_") for k in params) and "dec_audio" not in params

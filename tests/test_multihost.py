@@ -28,7 +28,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _launch(tmp_path, state, n=2):
+def _launch(tmp_path, state, data_dirs, n=2):
   state_file = tmp_path / "state.pkl"
   state_file.write_bytes(pickle.dumps(state))
   port = _free_port()
@@ -39,7 +39,8 @@ def _launch(tmp_path, state, n=2):
                        f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}")}
   out = tmp_path / "record"
   procs = [subprocess.Popen([sys.executable, str(WORKER), str(port), str(n), str(i),
-                             str(tmp_path / f"work{i}"), str(state_file), str(out)], cwd=REPO,
+                             str(tmp_path / f"work{i}"), str(state_file), str(out),
+                             data_dirs], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
            for i in range(n)]
   logs = [p.communicate(timeout=600)[0].decode()[-3000:] for p in procs]
@@ -49,7 +50,8 @@ def _launch(tmp_path, state, n=2):
 
 def test_two_processes_of_four_devices_train_like_one_device(tmp_path, smoke_exp, smoke_start):
   state, batch, unlabeled = smoke_start
-  two = _launch(tmp_path, state)
+  manual = smoke_exp.manual_dir
+  two = _launch(tmp_path, state, f"{manual},{manual.parent / 'tfds'}")
   # The reference: one device, one process, the same state, batch, dropout and data.
   after, metrics = smoke_exp.train_step(jax.device_put(state, smoke_exp.replicated),
                                         smoke_exp.to_device(batch),

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -26,14 +27,19 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # The demo's smoke config on one of the suite's 8 devices: the same compiled programs as
 # the session's `smoke_exp` (they differ only in run-time values), so with the suite's
 # compilation cache these processes trace but do not compile.
+# Every run reads one generated dataset (in DATA, made by the first run), so that no
+# process spends its time generating and building it again.
+DATA = pathlib.Path(tempfile.mkdtemp(prefix="mird_resume_data_"))
 SMOKE = ["--config=configs/demo.py:smoke", "--config.train.epochs=2",
-         "--config.train.patience=2", "--config.train.num_devices=1"]
+         "--config.train.patience=2", "--config.train.num_devices=1",
+         f"--config.data.manual_dir={DATA / 'raw'}", f"--config.data.data_dir={DATA / 'tfds'}"]
 
 
 def _smoke_config():
   """SMOKE as a config object, for the in-process tests on the runs' workdirs."""
   config = demo.get_config("smoke")
   config.train.epochs, config.train.patience, config.train.num_devices = 2, 2, 1
+  config.data.manual_dir, config.data.data_dir = str(DATA / "raw"), str(DATA / "tfds")
   return config
 
 
@@ -121,7 +127,7 @@ def test_eval_and_predict_modes(reference, capsys):
   main.run(config, str(reference), "eval", split="valid")
   printed = json.loads(capsys.readouterr().out)
   assert printed["metrics"] == json.loads((reference / "results.json").read_text())["valid"]
-  main.run(config, str(reference), "predict", input_path=str(reference / "raw" / "unlabeled.pkl"))
+  main.run(config, str(reference), "predict", input_path=str(DATA / "raw" / "unlabeled.pkl"))
   rows = (reference / "predictions_unlabeled.csv").read_text().splitlines()
   assert len(rows) == 1 + 32 and rows[1].split(",")[1] == "unlabeled"
 

@@ -2,7 +2,7 @@
 config, each process feeding its own share of the batch, then an evaluation gathered from
 all processes. The initial train state comes from a file the test wrote (the suite's own
 initial state), so the processes start where the one-device reference starts.
-Usage: worker.py PORT NUM_PROCESSES ID WORKDIR STATE_PICKLE OUT"""
+Usage: worker.py PORT NUM_PROCESSES ID WORKDIR STATE_PICKLE OUT MANUAL_DIR,DATA_DIR"""
 
 import json
 import pathlib
@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 
-def main(port, num_processes, process_id, workdir, state_file, out):
+def main(port, num_processes, process_id, workdir, state_file, out, data_dirs):
   jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
                              num_processes=num_processes, process_id=process_id)
   # pylint: disable=g-import-not-at-top  # After initialize().
@@ -21,7 +21,10 @@ def main(port, num_processes, process_id, workdir, state_file, out):
   from smoke import smoke_config
   from mird_jax import experiment
   # pylint: enable=g-import-not-at-top
-  exp = experiment.build(smoke_config(), workdir)
+  config = smoke_config()
+  # The dataset the test's own process built (read-only here): no generation, no build.
+  config.data.manual_dir, config.data.data_dir = data_dirs.split(",")
+  exp = experiment.build(config, workdir)
   with open(state_file, "rb") as f:  # Written by the test itself.
     state = jax.device_put(pickle.load(f), exp.replicated)
   host_batch = next(exp.streams.train.iterator(0))
@@ -39,4 +42,4 @@ def main(port, num_processes, process_id, workdir, state_file, out):
 
 
 if __name__ == "__main__":
-  main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:7])
+  main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:8])

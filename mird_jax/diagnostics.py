@@ -1,0 +1,84 @@
+"""What a run measures beyond its metrics: every loss term on a whole split, the CLUB
+bound and log-likelihood of each latent pair (the paper's MI curves), and, at the end, the
+latents themselves for the disentanglement check and the figures.
+
+`jit_rows` compiles one deterministic forward per model that returns, per example, the
+prediction, the four latents, the reconstruction errors as (sum, count) and each
+estimator's (mu, logvar). `split_terms` turns the rows of a whole split into split-level
+terms with the same loss functions as training: masked means over all real tokens/frames
+of the split, and the CLUB terms on all its latents at once (they are batch statistics, so
+averaging per-batch values would not give the split's).
+"""
+
+import functools
+
+import jax
+import numpy as np
+
+from mird_jax import club
+from mird_jax import losses
+from mird_jax import model as model_lib
+from mird_jax import parallel
+from mird_jax import step as step_lib
+
+
+def rows_step(params, batch, *, model, cfg: step_lib.StepConfig):
+  """Per-example diagnostics of one deterministic forward (see the module docstring)."""
+  joint = step_lib.joint_batch(batch, None)
+  pred, aux = model.apply({"params": params}, joint, deterministic=True, reconstruct=True)
+  rows = {"pred": pred, **{k: aux[k] for k in step_lib.LATENTS}}
+  sums = {}
+  if "recon_text" in aux:
+    sums["recon/text"] = (
+        losses.recon_tokens_ce_sums(aux["recon_text"], joint["text_ids"], joint["text_mask"])
+        if cfg.text_target == "vocab_logits" else
+        losses.recon_tokens_mse_sums(aux["recon_text"], aux["text_target"],
+                                     joint["text_mask"]))
+  for m in ("audio", "vision"):
+    if f"recon_{m}" in aux:
+      sums[f"recon/{m}"] = losses.recon_frames_sums(aux[f"recon_{m}"], joint[m],
+                                                    joint[f"{m}_len"])
+  for name, (total, count) in sums.items():
+    rows[f"{name}/sum"], rows[f"{name}/count"] = total, count
+  stats = model.apply({"params": params}, aux, method=model_lib.MIRD.club_stats)
+  for (x, y), (mu, logvar) in stats.items():
+    rows[f"club_mu/{x}_{y}"], rows[f"club_logvar/{x}_{y}"] = mu, logvar
+  return rows
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_rows(model, mesh, cfg: step_lib.StepConfig):
+  rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  return jax.jit(functools.partial(rows_step, model=model, cfg=cfg), in_shardings=(rep, data),
+                 out_shardings=data)
+
+
+def jit_rows(config, model, mesh):
+  """The jitted (params, batch) -> per-example rows (one program per model and mesh)."""
+  return _jitted_rows(model, mesh, step_lib.StepConfig.from_config(config))
+
+
+def split_terms(rows: dict, labels, cfg: step_lib.StepConfig, hparams) -> dict[str, float]:
+  """Split-level values of every loss term, of the total main loss, and of each pair's CLUB
+  bound (`mi/x_y`, also without constraint mim when the estimators are monitored) and
+  log-likelihood (`club_loglik/x_y`)."""
+  out = {"task": losses.task_loss(rows["pred"], labels, cfg.task)}
+  for name in ("recon/text", "recon/audio", "recon/vision"):
+    if f"{name}/sum" in rows:
+      out[name] = rows[f"{name}/sum"].sum() / max(rows[f"{name}/count"].sum(), 1.0)
+  for x, y in club.PAIRS:
+    if f"club_mu/{x}_{y}" in rows:
+      mu, logvar, z_y = (rows[f"club_mu/{x}_{y}"], rows[f"club_logvar/{x}_{y}"],
+                         rows[f"z_{y}"])
+      out[f"mi/{x}_{y}"] = losses.club_upper_bound(mu, logvar, z_y)
+      out[f"club_loglik/{x}_{y}"] = losses.club_log_likelihood(mu, logvar, z_y)
+  for m in "lav":  # Cheap, and comparable across constraints.
+    out[f"orthogonal/s_{m}"] = losses.orthogonality(rows["z_s"], rows[f"z_{m}"])
+  in_loss = {t: out[t] for t in cfg.terms}
+  weights = {t: hparams[step_lib.weight_key(t)] for t in in_loss}
+  out["loss"] = losses.combine(in_loss, weights, cfg.combine, cfg.log_eps)
+  return {k: float(v) for k, v in out.items()}
+
+
+def latents(rows: dict) -> dict[str, np.ndarray]:
+  return {k: np.asarray(rows[k]) for k in step_lib.LATENTS}
