@@ -14,7 +14,7 @@ import pathlib
 import numpy as np
 from scipy import stats
 
-from mird_jax import multiseed
+from mird_jax import summary as summary_lib
 
 HEADLINE = ("MAE", "Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7")
 _DISENTANGLEMENT = (("MI(z_s,z_l)", ("knn_mi", "s_l")), ("MI(z_s,z_a)", ("knn_mi", "s_a")),
@@ -34,9 +34,9 @@ def load(workdir) -> dict:
     raise CompareError(f"{path}: no such file; run --mode=multiseed with --workdir={workdir} "
                        "first")
   summary = json.loads(path.read_text())
-  if summary.get("version") != multiseed.SUMMARY_VERSION:
+  if summary.get("version") != summary_lib.SUMMARY_VERSION:
     raise CompareError(f"{path}: summary version {summary.get('version')!r}, expected "
-                       f"{multiseed.SUMMARY_VERSION}; rerun --mode=multiseed on it")
+                       f"{summary_lib.SUMMARY_VERSION}; rerun --mode=multiseed on it")
   return summary
 
 
@@ -65,7 +65,7 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict:
 
 
 def _cell(stat):
-  return multiseed.fmt(stat)
+  return summary_lib.fmt(stat)
 
 
 def _p(test: dict) -> str:
@@ -110,7 +110,8 @@ def table(workdirs: list[str], reference: str | None = None,
   dis = [(label, path) for label, path in _DISENTANGLEMENT
          if any(_per_seed(s, ("disentanglement",) + path) for s in summaries)]
   if dis:
-    agg = lambda s, path: multiseed.mean_std(_per_seed(s, ("disentanglement",) + path).values())
+    agg = lambda s, path: summary_lib.mean_std(
+        _per_seed(s, ("disentanglement",) + path).values())
     out += ["", "Disentanglement on the test split (k-NN MI in nats; held-out ridge-probe R²), "
             "mean ± std over seeds.", "",
             _table(["config"] + [label for label, _ in dis],

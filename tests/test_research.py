@@ -20,6 +20,7 @@ from mird_jax import model as model_lib
 from mird_jax import multiseed
 from mird_jax import optim
 from mird_jax import step as step_lib
+from mird_jax import summary as summary_lib
 from mird_jax import train
 from smoke import smoke_config
 
@@ -89,6 +90,18 @@ def test_rerun_skips_finished_seeds_and_refuses_another_config(seeds_dir, smoke_
                      r"model.constraint\)"):
     multiseed.run(other, seeds_dir, mesh=smoke_exp.mesh)
   assert (seeds_dir / "summary.json").read_text() == before
+
+
+def test_rerun_finishes_a_seed_that_stopped_before_its_results(seeds_dir, smoke_exp):
+  """A seed whose process died after its last checkpoint but before results.json: the
+  rerun resumes it from the checkpoint (no epoch is trained again) to the same results."""
+  done = seeds_dir / "seed_5" / "results.json"
+  before = json.loads(done.read_text())
+  done.unlink()
+  multiseed.run(_multiseed_config(), seeds_dir, mesh=smoke_exp.mesh)
+  assert json.loads(done.read_text()) == before
+  history = (seeds_dir / "seed_5" / "metrics.jsonl").read_text().splitlines()
+  assert len(history) == 1
 
 
 def test_run_outputs_hold_the_diagnostics(seeds_dir):
@@ -179,7 +192,7 @@ def _summary(workdir, name, values_by_seed):
                "test": {"MAE": mae, "Corr": corr}, "valid": {},
                "disentanglement": {"knn_mi": {"s_a": mi}}}
               for s, (mae, corr, mi) in values_by_seed.items()]
-  summary = multiseed.summarise({r["seed"]: {**r, "select_metric": "MAE", "test_losses": {}}
+  summary = summary_lib.summarise({r["seed"]: {**r, "select_metric": "MAE", "test_losses": {}}
                                  for r in per_seed}, {"seed": 0})
   (d / "summary.json").write_text(json.dumps(summary))
   return d
@@ -257,3 +270,15 @@ def test_seeds_share_one_compiled_train_step(smoke_exp):
   other.seed = 9
   fn, _, _ = step_lib.jit_train_step(other, smoke_exp.model, smoke_exp.mesh)
   assert fn is smoke_exp.train_step
+
+
+def test_the_seed_in_the_state_drives_dropout(smoke_exp, smoke_start):
+  """The same state and batch under another hparams seed: another dropout draw, so another
+  loss; under the same seed, the same loss (one compiled step serves both)."""
+  state, batch, unlabeled = smoke_start
+  b, u = smoke_exp.to_device(batch), smoke_exp.to_device(unlabeled)
+
+  def loss(seed):
+    s = state.replace(hparams={**state.hparams, "seed": np.asarray(seed, np.int32)})
+    return float(smoke_exp.train_step(jax.device_put(s, smoke_exp.replicated), b, u)[1]["loss"])
+  assert loss(0) == loss(0) != loss(1)

@@ -38,6 +38,13 @@ def _run(*args, cwd=REPO):
      "train.select_mode='lowest' is not allowed; expected one of 'min', 'max'$"),
     (["--config=configs/mosi.py", "--config.model.text_recon_target=ids"],
      "model.text_recon_target='ids' is not allowed"),
+    (["--config=configs/mosi.py", "--config.optim.schedule=cosine"],
+     "optim.schedule='cosine' is not allowed; expected one of 'warmup_decay', 'public_ramp'$"),
+    (["--config=configs/ablations.py:demo,nc"], "ABLATION one of mim, none, orthogonal"),
+    (["--mode=multiseed"], "--mode=multiseed needs --config$"),
+    (["--mode=compare"], "--mode=compare needs --workdirs=DIR1,DIR2,...$"),
+    (["--mode=compare", "--workdirs=/nonexistent/runs/mim"],
+     "/nonexistent/runs/mim/summary.json: no such file; run --mode=multiseed"),
     (["--config=configs/mosi.py", "--config.data.unlabeled_ratio=2"],
      "data.unlabeled_ratio=2.0 asks for unlabelled examples but no pool is configured: name "
      "one with --config.data.unlabeled_file=FILE"),
