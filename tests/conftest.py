@@ -18,7 +18,9 @@ os.environ["XLA_FLAGS"] = " ".join(
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["HF_HUB_OFFLINE"] = "1"  # Nothing in the tests may reach the hub.
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mird_jax_xla_cache_")
+# One cache for the session: pytest-xdist's workers inherit the first process's directory.
+os.environ.setdefault("MIRD_JAX_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="mird_jax_xla_cache_"))
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["MIRD_JAX_TEST_XLA_CACHE"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
