@@ -5,6 +5,9 @@ Compiling dominates the suite's time on a CPU, so: LLVM's optimisation is lowere
 numbers are the same, the code a little slower), and every compiled program is kept in a
 per-session cache directory that subprocesses inherit (JAX_COMPILATION_CACHE_DIR), so a
 program built twice, in two tests or two processes with the same devices, compiles once.
+README's command runs the files in two pytest-xdist processes (`-n 2 --dist loadfile`):
+XLA compiles on one thread, so two cores compile two programs at once. Each process builds
+its own session fixtures; both share the cache directory.
 """
 
 import os
