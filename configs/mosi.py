@@ -21,7 +21,8 @@ ConfigDict = ml_collections.ConfigDict
 def _data() -> ConfigDict:
   d = ConfigDict()
   d.name = "cmu_mosi"  # TFDS builder: cmu_mosi | cmu_mosei | synthetic_mosi.
-  d.format = "mmsa"  # Raw file format: mmsa (aligned_50/unaligned_50.pkl) | mird.
+  # Raw file format: mmsa (aligned_50/unaligned_50.pkl) | mird | mag (MAG-BERT/MIB pickle).
+  d.format = "mmsa"
   d.file = "unaligned_50.pkl"  # Labelled file, looked up in manual_dir.
   d.unlabeled_file = ""  # Unlabelled pool (MIRD flat dict) in manual_dir; "" = none.
   # Ground-truth factors (the synthetic benchmark's factors.npz) in manual_dir, for the
@@ -66,8 +67,32 @@ def _bert() -> ConfigDict:
   return b
 
 
+def _mib() -> ConfigDict:
+  """MIB (model.name=mib; configs/mib_mosi.py): defaults are the public MIB code's."""
+  b = ConfigDict()
+  b.variant = "complete"  # early (E-MIB) | late (L-MIB) | complete (C-MIB).
+  b.fusion = "concat"  # concat | tensor (TFN outer product) | sum | product.
+  b.width = 50  # Conv1d and Transformer width of each modality's representation.
+  b.bottleneck = 50  # Size of each bottleneck's z.
+  b.hidden = 1024  # Hidden width of each bottleneck's mean and scale networks.
+  b.beta = 1e-3  # Weight of each bottleneck's KL; 0 is the paper's B-MIB (no bottleneck).
+  b.kl_reduce = "mean"  # KL averaged over z's dims (the public code) | sum (the analytic KL).
+  b.scale_shift = 5.0  # sigma = softplus(pre-activation - scale_shift).
+  b.heads = 5  # Audio/vision Transformer encoders.
+  b.layers = 3
+  b.attn_dropout = 0.5
+  b.relu_dropout = 0.3
+  b.res_dropout = 0.3
+  b.embed_dropout = 0.2
+  # Evaluate with sampled z (the public code) instead of the posterior mean; the noise
+  # comes from a key fixed by each batch's first example, so results still repeat.
+  b.sample_at_eval = False
+  return b
+
+
 def _model() -> ConfigDict:
   m = ConfigDict()
+  m.name = "mird"  # mird | mib: the model family (the keys below are MIRD's, model.mib MIB's).
   m.d_z = 64  # Size of z_s, z_l, z_a, z_v.
   m.lstm_hidden = 64  # Audio/vision encoder LSTM width.
   m.regressor_hidden = 64
@@ -84,6 +109,7 @@ def _model() -> ConfigDict:
   # U(+-1/sqrt(hidden)) for LSTM), as the public code gets. BERT and WSA: N(0, 0.02) in both.
   m.init_scheme = "flax"
   m.dtype = "float32"  # Compute dtype (bfloat16 for TPU/GPU); params stay float32.
+  m.mib = _mib()
   return m
 
 
@@ -136,7 +162,7 @@ def _optim() -> ConfigDict:
   o.eps = 1e-6  # transformers' AdamW default, which the public code used.
   # warmup_decay: linear warmup over warmup_frac of all steps, then linear decay to 0.
   # public_ramp: the public code's (swapped-argument) schedule, a linear ramp to the peak
-  # over the whole run, for the ablation that reproduces it.
+  # over the whole run, for the ablation that reproduces it. constant: no schedule (MIB).
   o.schedule = "warmup_decay"
   o.warmup_frac = 0.1
   o.grad_clip = 0.0  # Global-norm clip for bert+main; 0 disables (the public code has none).

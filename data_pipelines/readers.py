@@ -6,6 +6,8 @@ Formats:
   vision_lengths, id, regression_labels, ...}.
 - mird: the MIRD code's layout: {train, valid, test} -> {raw_text, audio, video, labels};
   no lengths (derived from the zero back-padding) and no ids (numbered).
+- mag: the MAG-BERT / MIB word-aligned pickle: {train, dev, test} -> lists of
+  ((words, visual, acoustic), label, segment) (data_pipelines/mag.py).
 - pool: a flat unlabelled dict in either key convention (MIRD's EmoVoxCeleb file is
   {raw_text, audio, video}).
 All of them are pickles: load only files the user names.
@@ -18,10 +20,11 @@ import numpy as np
 
 from data_pipelines import checks
 from data_pipelines import example
+from data_pipelines import mag
 from data_pipelines import text
 
 SPLITS = ("train", "valid", "test")
-FORMATS = ("mmsa", "mird")
+FORMATS = ("mmsa", "mird", "mag")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +43,7 @@ class ReadSpec:
 
 
 def detect_format(obj) -> str:
-  """mmsa | mird | pool | mag (MAG-BERT/MIB lists, not readable here) | unknown."""
+  """mmsa | mird | mag (MAG-BERT/MIB lists) | pool | unknown."""
   if not isinstance(obj, dict):
     return "unknown"
   if all(isinstance(obj.get(s), dict) for s in SPLITS):
@@ -104,21 +107,30 @@ def canonical_split(raw: dict, path, split: str, spec: ReadSpec, tokenizer, labe
   return out, stats
 
 
+def labelled_splits(obj, path, spec: ReadSpec, tokenizer, fmt: str):
+  """{canonical split: (arrays, stats)} of an unpickled labelled file of format `fmt`."""
+  if fmt == "mag":
+    return {name: mag.canonical_split(obj[key], path, key, spec.dims,
+                                      (spec.label_min, spec.label_max), tokenizer,
+                                      spec.vocab_size)
+            for key, name in mag.SPLITS.items()}
+  return {name: canonical_split(obj[name], path, name, spec, tokenizer, True, fmt)
+          for name in SPLITS}
+
+
 def read_labelled(path, spec: ReadSpec, tokenizer=None, fmt: str | None = None):
-  """Reads an MMSA or MIRD labelled file -> ({split: canonical}, {split: stats}, format)."""
+  """Reads a labelled file (any of FORMATS) -> ({split: canonical}, {split: stats}, format)."""
   obj = checks.load_pickle(path)
   found = detect_format(obj)
   if found not in FORMATS:
     keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
-    raise checks.DataError(f"{path}: not a labelled MMSA or MIRD file (format detected: "
-                           f"{found}; top level: {keys}); expected keys {list(SPLITS)}")
+    raise checks.DataError(f"{path}: not a labelled MMSA, MIRD or MAG-BERT file (format "
+                           f"detected: {found}; top level: {keys}); expected keys "
+                           f"{list(SPLITS)} (MAG-BERT: {list(mag.SPLITS)})")
   if fmt is not None and found != fmt:
     raise checks.fail(str(path), f"data.format={fmt!r}", f"a {found!r} file")
-  splits, stats = {}, {}
-  for name in SPLITS:
-    splits[name], stats[name] = canonical_split(obj[name], path, name, spec, tokenizer, True,
-                                               found)
-  return splits, stats, found
+  read = labelled_splits(obj, path, spec, tokenizer, found)
+  return ({k: v[0] for k, v in read.items()}, {k: v[1] for k, v in read.items()}, found)
 
 
 def read_pool(path, spec: ReadSpec, tokenizer=None):
@@ -138,5 +150,5 @@ def read_any(path, spec: ReadSpec, tokenizer=None) -> dict[str, dict[str, np.nda
   fmt = detect_format(obj)
   if fmt not in FORMATS:
     raise checks.DataError(f"{path}: not a supported feature file (format detected: {fmt})")
-  return {name: canonical_split(obj[name], path, name, spec, tokenizer, True, fmt)[0]
-          for name in SPLITS}
+  return {name: arrays for name, (arrays, _) in
+          labelled_splits(obj, path, spec, tokenizer, fmt).items()}

@@ -5,7 +5,10 @@ r"""The synthetic benchmark: MMSA-format pickles whose ground truth is known.
 Writes into DIR:
   unaligned_50.pkl  labelled train/valid/test in the MMSA layout (format mmsa), or
   mird.pkl          the MIRD layout (raw_text/audio/video/labels; format mird)
-  unlabeled.pkl     a flat unlabelled pool in the same layout
+  mosi.pkl          the MAG-BERT/MIB word-aligned layout (format mag): per word, the mean
+                    of its share of the valid frames, as word-aligned features are made
+  unlabeled.pkl     a flat unlabelled pool in the same layout (MMSA keys for format mag,
+                    which has no pool of its own)
   factors.npz       the ground-truth factors of every example, keyed by id
   vocab.txt         the WordPiece vocabulary of the transcripts (BERT's special ids)
 
@@ -191,25 +194,51 @@ def _to_mird(split, with_labels):
   return out
 
 
+def word_rows(frames_TxD, length: int, n_words: int) -> np.ndarray:
+  """[n_words, D]: word j's row is the mean of the j-th of n_words equal shares of the
+  valid frames (at least one frame each), how word-aligned features are computed."""
+  edges = np.linspace(0, length, n_words + 1)
+  starts = np.minimum(np.floor(edges[:-1]).astype(int), length - 1)
+  ends = np.maximum(np.floor(edges[1:]).astype(int), starts + 1)
+  return np.stack([frames_TxD[s:e].mean(0) for s, e in zip(starts, ends)])
+
+
+def _to_mag(split):
+  """An MMSA split -> MAG-BERT examples ((words, visual, acoustic), label, segment)."""
+  examples = []
+  for i, raw in enumerate(split["raw_text"]):
+    words = raw.split()
+    rows = {m: word_rows(split[m][i], split[f"{m}_lengths"][i], len(words))
+            for m in ("audio", "vision")}
+    label = np.array([[split["regression_labels"][i]]], np.float32)  # MAG stores (1, 1).
+    examples.append(((words, rows["vision"], rows["audio"]), label, str(split["id"][i])))
+  return examples
+
+
 def write(spec: SyntheticSpec, out: str | pathlib.Path, fmt: str = "mmsa") -> dict[str, str]:
   """Writes the files listed in the module docstring; returns {role: path}."""
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  labelled, pool, factors = generate(spec)
+  mmsa, pool, factors = generate(spec)
+  labelled = mmsa
   if fmt == "mmsa":
     files = {"labelled": out / "unaligned_50.pkl", "unlabeled": out / "unlabeled.pkl"}
   elif fmt == "mird":
     files = {"labelled": out / "mird.pkl", "unlabeled": out / "unlabeled.pkl"}
-    labelled = {k: _to_mird(v, True) for k, v in labelled.items()}
+    labelled = {k: _to_mird(v, True) for k, v in mmsa.items()}
     pool = _to_mird(pool, False)
+  elif fmt == "mag":
+    files = {"labelled": out / "mosi.pkl", "unlabeled": out / "unlabeled.pkl"}
+    labelled = {"train": _to_mag(mmsa["train"]), "dev": _to_mag(mmsa["valid"]),
+                "test": _to_mag(mmsa["test"])}
   else:
-    raise ValueError(f"unknown synthetic format {fmt!r}; expected mmsa or mird")
+    raise ValueError(f"unknown synthetic format {fmt!r}; expected mmsa, mird or mag")
   for role, obj in (("labelled", labelled), ("unlabeled", pool)):
     tmp = files[role].with_suffix(".tmp")
     with open(tmp, "wb") as f:
       pickle.dump(obj, f, protocol=4)
     tmp.replace(files[role])
-  _write_factors(out / "factors.npz", labelled, pool, factors)
+  _write_factors(out / "factors.npz", mmsa if fmt == "mag" else labelled, pool, factors)
   (out / "vocab.txt").write_text("\n".join(vocab_tokens(spec.vocab_size)) + "\n")
   files.update(factors=out / "factors.npz", vocab=out / "vocab.txt")
   return {k: str(v) for k, v in files.items()}
@@ -232,7 +261,7 @@ def _write_factors(path, labelled, pool, factors):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", required=True, help="output directory")
-  parser.add_argument("--format", default="mmsa", choices=("mmsa", "mird"))
+  parser.add_argument("--format", default="mmsa", choices=("mmsa", "mird", "mag"))
   for field in dataclasses.fields(SyntheticSpec):
     parser.add_argument(f"--{field.name}", type=field.type, default=field.default)
   args = vars(parser.parse_args(argv))

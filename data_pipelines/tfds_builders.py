@@ -94,6 +94,7 @@ class CmuMosi(_MirdBuilder):
     MMSA: MOSI/Processed/unaligned_50.pkl or aligned_50.pkl from the MMSA release
       (SHA-256 in data_pipelines/verify.py; check with python -m data_pipelines.verify).
     MIRD: the MIRD code's data/mosi/mosi.pkl (data.format=mird).
+    MAG-BERT/MIB: the word-aligned datasets/mosi.pkl (data.format=mag, configs/mib_mosi.py).
   An unlabelled pool (MIRD's emovoxceleb.pkl) goes beside it, named by data.unlabeled_file.
   Nothing is downloaded by this builder."""
   BUILDER_CONFIGS = [
@@ -101,6 +102,8 @@ class CmuMosi(_MirdBuilder):
       MirdBuilderConfig(name="aligned_50", file="aligned_50.pkl", audio_len=50, vision_len=50),
       MirdBuilderConfig(name="mird", fmt="mird", file="mosi.pkl", audio_len=400, audio_dim=33,
                         vision_len=55, vision_dim=709, tokenizer="bert-base-uncased"),
+      MirdBuilderConfig(name="mag", fmt="mag", file="mosi.pkl", audio_len=50, audio_dim=74,
+                        vision_len=50, vision_dim=47, tokenizer="bert-base-uncased"),
   ]
 
 
@@ -111,12 +114,15 @@ class CmuMosei(_MirdBuilder):
   <data_dir>/downloads/manual), named as data.file says:
     MMSA: MOSEI/Processed/unaligned_50.pkl or aligned_50.pkl from the MMSA release.
     MIRD: data/mosei/mosei.pkl in the MIRD layout (data.format=mird).
+    MAG-BERT/MIB: the word-aligned datasets/mosei.pkl (data.format=mag).
   Nothing is downloaded by this builder."""
   BUILDER_CONFIGS = [
       MirdBuilderConfig(name="unaligned_50", file="unaligned_50.pkl", audio_len=500,
                         audio_dim=74, vision_len=500, vision_dim=35),
       MirdBuilderConfig(name="aligned_50", file="aligned_50.pkl", audio_len=50, audio_dim=74,
                         vision_len=50, vision_dim=35),
+      MirdBuilderConfig(name="mag", fmt="mag", file="mosei.pkl", audio_len=50, audio_dim=74,
+                        vision_len=50, vision_dim=35, tokenizer="bert-base-uncased"),
   ]
 
 

@@ -71,17 +71,12 @@ def describe(path, tokenizer=None, label_range=(-3.0, 3.0)) -> list[str]:
   lines.append(f"format: {fmt}")
   spec = readers.ReadSpec(label_min=label_range[0], label_max=label_range[1])
   if fmt in readers.FORMATS:
-    for name in readers.SPLITS:
-      split, stats = readers.canonical_split(obj[name], path, name, spec, tokenizer, True,
-                                             fmt)
+    for name, (split, stats) in readers.labelled_splits(obj, path, spec, tokenizer,
+                                                        fmt).items():
       lines += _describe_split(name, split, stats, True)
   elif fmt == "pool":
     split, stats = readers.canonical_split(obj, path, "unlabeled", spec, tokenizer, False)
     lines += _describe_split("unlabeled (flat pool)", split, stats, False)
-  elif fmt == "mag":
-    lines.append("MAG-BERT/MIB layout (lists of ((words, visual, acoustic), label, segment)): "
-                 "recognised, not readable by the mird-jax readers; counts: " +
-                 ", ".join(f"{s} {len(obj[s])}" for s in ("train", "dev", "test")))
   else:
     raise checks.DataError(f"{path}: not a supported feature file (top level: "
                            f"{type(obj).__name__})")
@@ -91,7 +86,8 @@ def describe(path, tokenizer=None, label_range=(-3.0, 3.0)) -> list[str]:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("path")
-  parser.add_argument("--tokenizer", default="", help="tokenizer dir, for raw_text-only files")
+  parser.add_argument("--tokenizer", default="",
+                      help="tokenizer dir, for raw_text-only and MAG-BERT (word) files")
   parser.add_argument("--label_range", type=float, nargs=2, default=(-3.0, 3.0))
   args = parser.parse_args(argv)
   try:

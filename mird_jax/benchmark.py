@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from data_pipelines import input_pipeline
-from mird_jax import model as model_lib
+from mird_jax import models
 from mird_jax import optim
 from mird_jax import parallel
 from mird_jax import step as step_lib
@@ -23,7 +23,7 @@ from mird_jax import step as step_lib
 
 def _random_batch(spec, n: int, seed: int, labelled: bool):
   rng = np.random.default_rng(seed)
-  b = {k: np.asarray(v) for k, v in jax.device_get(model_lib.dummy_batch(spec, n)).items()}
+  b = {k: np.asarray(v) for k, v in jax.device_get(models.dummy_batch(spec, n)).items()}
   b["text_ids"] = rng.integers(0, spec.bert.vocab_size, b["text_ids"].shape).astype(np.int32)
   b["audio"] = rng.normal(size=b["audio"].shape).astype(np.float32)
   b["vision"] = rng.normal(size=b["vision"].shape).astype(np.float32)
@@ -44,8 +44,8 @@ def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
   """Times `repeats` steps after `warmup` on `mesh` (default: every device), stopping early
   (after at least 3) past `budget_s` so that paper sizes on a CPU still finish."""
   mesh = mesh if mesh is not None else parallel.mesh_for(config)
-  mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
-  params = model_lib.init_params(mdl, jax.random.key(0))
+  mdl = models.build(config)
+  params = models.init_params(mdl, jax.random.key(0))
   fn, tx_main, tx_club = step_lib.jit_train_step(config, mdl, mesh)
   state = jax.device_put(step_lib.create_state(params, tx_main, tx_club, config.optim.groups,
                                                optim.hparams(config, total_steps=1000)),
@@ -67,7 +67,8 @@ def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
     if len(times) >= 3 and time.perf_counter() - t_start > budget_s:
       break
   median, repeats = statistics.median(times), len(times)
-  return (f"train_step on {jax.device_count()} {jax.devices()[0].platform} device(s), batch "
+  return (f"train_step of {config.model.name} on {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s), batch "
           f"{b} labelled + {u} unlabelled, club.steps {config.club.steps}, refresh_latents "
           f"{config.club.refresh_latents}:\n  compile {compile_s:.1f} s; median step "
           f"{median * 1e3:.1f} ms over {repeats} ({1 / median:.2f} steps/s, "

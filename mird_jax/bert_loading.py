@@ -15,7 +15,9 @@ import numpy as np
 
 from mird_jax import bert
 
-_IGNORABLE = re.compile(r"(cls\..*|embeddings\.position_ids)")
+# Pre-training heads, a buffer, and the pooler (a model that reads the hidden states only,
+# MIB, has no pooler parameters; one that has them still needs them in the checkpoint).
+_IGNORABLE = re.compile(r"(cls\..*|embeddings\.position_ids|pooler\..*)")
 _LAYER_PARTS = {
     "attention_self/query": "attention.self.query",
     "attention_self/key": "attention.self.key",

@@ -13,25 +13,30 @@ CHOICES = {
     "data.name": ("cmu_mosi", "cmu_mosei", "synthetic_mosi"),
     "data.format": readers.FORMATS,
     "data.metric_dataset": ("mosi", "mosei", "sims"),
+    "model.name": ("mird", "mib"),
     "model.fusion": ("wsa", "wa"),
+    "model.mib.variant": ("early", "late", "complete"),
+    "model.mib.fusion": ("concat", "tensor", "sum", "product"),
+    "model.mib.kl_reduce": ("mean", "sum"),
     "model.constraint": ("mim", "orthogonal", "none"),
     "model.text_recon_target": ("vocab_logits", "bert_embeddings"),
     "model.init_scheme": ("flax", "pytorch"),
     "model.dtype": ("float32", "bfloat16"),
     "loss.task": ("mse", "l1"),
     "loss.combine": ("log", "weighted"),
-    "optim.schedule": ("warmup_decay", "public_ramp"),
+    "optim.schedule": ("warmup_decay", "public_ramp", "constant"),
     "train.select_mode": ("min", "max"),
 }
 _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.audio_len",
              "data.audio_dim", "data.vision_len", "data.vision_dim", "model.d_z",
              "model.lstm_hidden", "model.regressor_hidden", "club.hidden", "train.epochs",
              "train.patience", "train.log_every_steps", "train.keep_checkpoints",
-             "diagnostics.knn_k")
+             "diagnostics.knn_k", "model.mib.width", "model.mib.bottleneck",
+             "model.mib.hidden", "model.mib.heads", "model.mib.layers")
 _NON_NEGATIVE = ("train.num_devices", "diagnostics.knn_dims", "data.unlabeled_ratio", "club.steps", "club.lr",
                  "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
                  "loss.w_recon_vision", "loss.w_mi", "loss.w_orthogonal", "optim.bert_lr",
-                 "optim.main_lr", "optim.weight_decay", "optim.grad_clip")
+                 "optim.main_lr", "optim.weight_decay", "optim.grad_clip", "model.mib.beta")
 
 
 class ConfigError(ValueError):
@@ -70,6 +75,9 @@ def validate(config) -> None:
   _one_of("train.select_metric", config.train.select_metric,
           metrics.names(config.data.metric_dataset))
   d = config.data
+  if config.model.name == "mib" and d.unlabeled_ratio > 0:
+    raise ConfigError(f"data.unlabeled_ratio={d.unlabeled_ratio} but model.name='mib' trains on "
+                      "labelled examples only: set --config.data.unlabeled_ratio=0")
   if d.unlabeled_ratio > 0 and not d.unlabeled_file:
     raise ConfigError(
         f"data.unlabeled_ratio={d.unlabeled_ratio} asks for unlabelled examples but no pool "

@@ -9,22 +9,21 @@ import jax
 import numpy as np
 
 from data_pipelines import input_pipeline
-from mird_jax import model as model_lib
+from mird_jax import models
 from mird_jax import param_groups
 
 
 def abstract_params(config):
-  spec = model_lib.ModelSpec.from_config(config)
-  mdl = model_lib.MIRD(spec)
-  return mdl, jax.eval_shape(lambda: model_lib.init_params(mdl, jax.random.key(0)))
+  mdl = models.build(config)
+  return mdl, jax.eval_shape(lambda: models.init_params(mdl, jax.random.key(0)))
 
 
 def forward_flops(mdl, params, batch_size: int) -> float:
   """FLOPs of one training-mode forward (latents, prediction, reconstructions) from XLA."""
-  batch = jax.eval_shape(lambda: model_lib.dummy_batch(mdl.spec, batch_size))
+  batch = jax.eval_shape(lambda: models.dummy_batch(mdl.spec, batch_size))
 
   def forward(p, b, rng):
-    return mdl.apply({"params": p}, b, deterministic=False, rngs={"dropout": rng})
+    return mdl.apply({"params": p}, b, deterministic=False, rngs={"dropout": rng, "sample": rng})
 
   # XLA's cost analysis of the lowered (unoptimised) program: no compile needed.
   cost = jax.jit(forward).lower(params, batch, jax.random.key(0)).cost_analysis()
@@ -45,6 +44,7 @@ def describe(config, with_flops: bool = True) -> str:
   if with_flops:
     b = config.data.batch_size + input_pipeline.unlabeled_batch_size(config.data)
     flops = forward_flops(mdl, params, b)
-    lines.append(f"forward FLOPs at batch {b} (labelled + unlabelled), text reconstruction "
-                 f"target {config.model.text_recon_target}: {flops:.4g}")
+    what = (f"{config.model.name} {config.model.mib.variant}" if config.model.name == "mib"
+            else f"mird, text reconstruction target {config.model.text_recon_target}")
+    lines.append(f"forward FLOPs at batch {b} (labelled + unlabelled), {what}: {flops:.4g}")
   return "\n".join(lines)

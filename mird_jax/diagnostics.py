@@ -3,8 +3,9 @@ bound and log-likelihood of each latent pair (the paper's MI curves), and, at th
 latents themselves for the disentanglement check and the figures.
 
 `jit_rows` compiles one deterministic forward per model that returns, per example, the
-prediction, the four latents, the reconstruction errors as (sum, count) and each
-estimator's (mu, logvar). `split_terms` turns the rows of a whole split into split-level
+prediction, the model's four latents (`LATENTS`), the reconstruction errors as (sum,
+count) and each estimator's (mu, logvar) for MIRD, each bottleneck's prediction and
+posterior (mu, log sigma) for MIB. `split_terms` turns the rows of a whole split into split-level
 terms with the same loss functions as training: masked means over all real tokens/frames
 of the split, and the CLUB terms on all its latents at once (they are batch statistics, so
 averaging per-batch values would not give the split's).
@@ -21,12 +22,16 @@ from mird_jax import model as model_lib
 from mird_jax import parallel
 from mird_jax import step as step_lib
 
+_BOTTLENECK = ("pred_", "mu_", "log_sigma_")  # MIB's per-bottleneck outputs.
+
 
 def rows_step(params, batch, *, model, cfg: step_lib.StepConfig):
   """Per-example diagnostics of one deterministic forward (see the module docstring)."""
   joint = step_lib.joint_batch(batch, None)
-  pred, aux = model.apply({"params": params}, joint, deterministic=True, reconstruct=True)
-  rows = {"pred": pred, **{k: aux[k] for k in step_lib.LATENTS}}
+  pred, aux = model.apply({"params": params}, joint, deterministic=True, reconstruct=True,
+                         rngs=step_lib.eval_rngs(model, batch))
+  rows = {"pred": pred, **{k: aux[k] for k in type(model).LATENTS}}
+  rows.update({k: v for k, v in aux.items() if k.startswith(_BOTTLENECK)})
   sums = {}
   if "recon_text" in aux:
     sums["recon/text"] = (
@@ -40,7 +45,8 @@ def rows_step(params, batch, *, model, cfg: step_lib.StepConfig):
                                                     joint[f"{m}_len"])
   for name, (total, count) in sums.items():
     rows[f"{name}/sum"], rows[f"{name}/count"] = total, count
-  stats = model.apply({"params": params}, aux, method=model_lib.MIRD.club_stats)
+  stats = (model.apply({"params": params}, aux, method=model_lib.MIRD.club_stats)
+           if cfg.estimators else {})
   for (x, y), (mu, logvar) in stats.items():
     rows[f"club_mu/{x}_{y}"], rows[f"club_logvar/{x}_{y}"] = mu, logvar
   return rows
@@ -63,6 +69,13 @@ def split_terms(rows: dict, labels, cfg: step_lib.StepConfig, hparams) -> dict[s
   bound (`mi/x_y`, also without constraint mim when the estimators are monitored) and
   log-likelihood (`club_loglik/x_y`)."""
   out = {"task": losses.task_loss(rows["pred"], labels, cfg.task)}
+  for m in "lav":
+    if f"pred_{m}" in rows:
+      out[f"task/{m}"] = losses.task_loss(rows[f"pred_{m}"], labels, cfg.task)
+  for m in "lavf":
+    if f"mu_{m}" in rows:
+      out[f"kl/{m}"] = losses.gaussian_kl(rows[f"mu_{m}"], rows[f"log_sigma_{m}"],
+                                          cfg.kl_reduce)
   for name in ("recon/text", "recon/audio", "recon/vision"):
     if f"{name}/sum" in rows:
       out[name] = rows[f"{name}/sum"].sum() / max(rows[f"{name}/count"].sum(), 1.0)
@@ -72,7 +85,7 @@ def split_terms(rows: dict, labels, cfg: step_lib.StepConfig, hparams) -> dict[s
                          rows[f"z_{y}"])
       out[f"mi/{x}_{y}"] = losses.club_upper_bound(mu, logvar, z_y)
       out[f"club_loglik/{x}_{y}"] = losses.club_log_likelihood(mu, logvar, z_y)
-  for m in "lav":  # Cheap, and comparable across constraints.
+  for m in "lav" if "z_s" in rows else "":  # Cheap, and comparable across constraints.
     out[f"orthogonal/s_{m}"] = losses.orthogonality(rows["z_s"], rows[f"z_{m}"])
   in_loss = {t: out[t] for t in cfg.terms}
   weights = {t: hparams[step_lib.weight_key(t)] for t in in_loss}
@@ -81,4 +94,5 @@ def split_terms(rows: dict, labels, cfg: step_lib.StepConfig, hparams) -> dict[s
 
 
 def latents(rows: dict) -> dict[str, np.ndarray]:
-  return {k: np.asarray(rows[k]) for k in step_lib.LATENTS}
+  """The model's latents among the rows (z_s, z_l, z_a, z_v or z_l, z_a, z_v, z_f)."""
+  return {k: np.asarray(v) for k, v in rows.items() if k.startswith("z_")}

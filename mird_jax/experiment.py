@@ -15,7 +15,7 @@ from data_pipelines import tfds_builders
 from mird_jax import checkpoint
 from mird_jax import diagnostics
 from mird_jax import metrics as metrics_lib
-from mird_jax import model as model_lib
+from mird_jax import models
 from mird_jax import optim
 from mird_jax import parallel
 from mird_jax import param_groups
@@ -27,7 +27,7 @@ class Experiment:
   config: Any
   mesh: Any
   streams: input_pipeline.Streams
-  model: model_lib.MIRD
+  model: Any  # models.build: MIRD or MIB
   tx_main: Any
   tx_club: Any
   train_step: Any  # jitted (state, batch, unlabeled) -> (state, metrics)
@@ -42,7 +42,7 @@ class Experiment:
     return parallel.to_global(host_batch, self.mesh)
 
   def initial_state(self):
-    params = model_lib.init_params(self.model, jax.random.key(self.config.seed),
+    params = models.init_params(self.model, jax.random.key(self.config.seed),
                                    self.config.bert)
     logging.info("parameter groups (%s):\n%s", param_groups.counts(
         params, self.config.optim.groups), param_groups.assignment_summary(
@@ -54,7 +54,7 @@ class Experiment:
   def abstract_state(self):
     """The train state's shapes, placed with the current mesh's shardings (a restore target)."""
     shapes = jax.eval_shape(lambda: step_lib.create_state(
-        model_lib.init_params(self.model, jax.random.key(0)), self.tx_main, self.tx_club,
+        models.init_params(self.model, jax.random.key(0)), self.tx_main, self.tx_club,
         self.config.optim.groups, self.hparams))
     return checkpoint.abstract_like(shapes, self.replicated)
 
@@ -75,7 +75,7 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   steps_per_epoch = streams.train.steps_per_epoch if streams.train else 1
   logging.info("data %s: %s examples; %d train steps per epoch", config.data.name,
                ", ".join(f"{k} {len(v)}" for k, v in sources.items()), steps_per_epoch)
-  model = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
+  model = models.build(config)
   total_steps = config.train.epochs * steps_per_epoch
   train_step, tx_main, tx_club = step_lib.jit_train_step(config, model, mesh)
   rep = parallel.replicated(mesh)

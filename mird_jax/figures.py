@@ -5,7 +5,7 @@ import pathlib
 
 import numpy as np
 
-_RECON = ("recon/text", "recon/audio", "recon/vision")
+_OTHER_TERMS = ("recon/", "task/", "kl/")  # MIRD's reconstructions; MIB's bottleneck terms.
 
 
 def _pyplot():
@@ -20,8 +20,9 @@ def _series(history, part, key):
 
 
 def curves(history: list[dict], path: pathlib.Path, select_metric: str) -> None:
-  """Per epoch: total and task loss (train vs valid), reconstructions, the selection
-  metric, the CLUB bound of each pair and the estimators' log-likelihood (valid)."""
+  """Per epoch: total and task loss (train vs valid), the other loss terms
+  (reconstructions, or MIB's unimodal task and KL terms), the selection metric, the CLUB
+  bound of each pair and the estimators' log-likelihood (valid, MIRD)."""
   plt = _pyplot()
   epochs = [h["epoch"] for h in history]
   fig, axes = plt.subplots(2, 3, figsize=(15, 8))
@@ -32,10 +33,12 @@ def curves(history: list[dict], path: pathlib.Path, select_metric: str) -> None:
     ax.plot(epochs, _series(history, "valid_losses", key), label=f"valid {key}")
   ax.set_title("main loss and task loss")
   ax = axes[0, 1]
-  for key in _RECON:
+  others = sorted({k for h in history for k in h.get("valid_losses", {})
+                   if k.startswith(_OTHER_TERMS)})
+  for key in others:
     ax.plot(epochs, _series(history, "train", f"loss/{key}"), "--", label=f"train {key}")
     ax.plot(epochs, _series(history, "valid_losses", key), label=f"valid {key}")
-  ax.set_title("reconstruction losses")
+  ax.set_title("other loss terms")
   ax = axes[0, 2]
   ax.plot(epochs, _series(history, "valid", select_metric), "o-")
   ax.set_title(f"valid {select_metric} (selection)")

@@ -90,16 +90,36 @@ def club_upper_bound_pairwise(mu_BxD, logvar_BxD, y_BxD):
   return jnp.mean(positive - negative)
 
 
+def gaussian_kl_rows(mu_BxD, log_sigma_BxD, reduce: str = "mean"):
+  """Per example: KL(N(mu, sigma^2) || N(0, I)), averaged (`mean`, the public MIB code) or
+  summed (`sum`, the analytic KL) over the dims."""
+  per_dim = 0.5 * (mu_BxD ** 2 + jnp.exp(2.0 * log_sigma_BxD) - 2.0 * log_sigma_BxD - 1.0)
+  if reduce == "mean":
+    return jnp.mean(per_dim, axis=-1)
+  if reduce == "sum":
+    return jnp.sum(per_dim, axis=-1)
+  raise ValueError(f"model.mib.kl_reduce={reduce!r}; expected mean or sum")
+
+
+def gaussian_kl(mu_BxD, log_sigma_BxD, reduce: str = "mean"):
+  """The bottleneck's KL term: the batch mean of gaussian_kl_rows."""
+  return jnp.mean(gaussian_kl_rows(mu_BxD, log_sigma_BxD, reduce))
+
+
 def orthogonality(z_s_BxD, z_m_BxD):
   """Squared Frobenius norm of z_s^T z_m / B (MISA-style soft orthogonality)."""
   return jnp.sum((z_s_BxD.T @ z_m_BxD / z_s_BxD.shape[0]) ** 2)
+
+
+REGULARISERS = ("mi/", "orthogonal/", "kl/")  # Terms `combine` never takes the log of.
 
 
 def combine(terms: dict, weights: dict, mode: str, log_eps: float):
   """Total main loss from named terms.
 
   `log` (the public code): weight * log(term + eps) for the task and reconstruction terms,
-  weight * term for the MI/orthogonality terms (which can be negative). `weighted`: every
+  weight * term for the MI, orthogonality and KL regularisers (MI can be negative; a
+  regulariser is not a likelihood). `weighted`: every
   term enters as weight * term. A term with weight 0 is not in `terms` at all.
   """
   if mode not in ("log", "weighted"):
@@ -107,7 +127,7 @@ def combine(terms: dict, weights: dict, mode: str, log_eps: float):
   total = 0.0
   for name, value in terms.items():
     w = weights[name]
-    if mode == "log" and not name.startswith(("mi/", "orthogonal/")):
+    if mode == "log" and not name.startswith(REGULARISERS):
       total += w * jnp.log(value + log_eps)
     else:
       total += w * value

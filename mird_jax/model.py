@@ -10,16 +10,13 @@ weights that the losses read; `club_stats` gives each CLUB pair's (mu, logvar).
 """
 
 import dataclasses
-import functools
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from mird_jax import bert
-from mird_jax import bert_loading
 from mird_jax import club
 from mird_jax import config_check
 from mird_jax import initializers
@@ -56,17 +53,9 @@ class ModelSpec:
   dtype: str
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> "ModelSpec":
-    m, d, b, w = config.model, config.data, config.bert, config.loss
-    if b.pretrained:
-      bert_cfg = bert_loading.config_of(b.path, b.hidden_dropout, b.attention_dropout)
-    else:
-      r = b.random
-      bert_cfg = bert.BertConfig(
-          vocab_size=r.vocab_size, hidden_size=r.hidden_size, num_layers=r.num_layers,
-          num_heads=r.num_heads, intermediate_size=r.intermediate_size,
-          max_position=r.max_position, type_vocab_size=r.type_vocab_size,
-          hidden_dropout=b.hidden_dropout, attention_dropout=b.attention_dropout)
+  def from_config(cls, config: ml_collections.ConfigDict,
+                  bert_cfg: bert.BertConfig) -> "ModelSpec":
+    m, d, w = config.model, config.data, config.loss
     for key in ("model.constraint", "model.text_recon_target", "model.init_scheme"):
       config_check.require_choice(key, config_check.get(config, key))
     return cls(
@@ -84,6 +73,7 @@ class ModelSpec:
 
 class MIRD(nn.Module):
   spec: ModelSpec
+  LATENTS = ("z_s", "z_l", "z_a", "z_v")  # What the diagnostics and the CLUB pairs read.
 
   def setup(self):
     s, dtype = self.spec, jnp.dtype(self.spec.dtype)
@@ -152,32 +142,3 @@ class MIRD(nn.Module):
     """Touches every submodule (decoders and estimators included) for `init`."""
     prediction, aux = self(batch, deterministic=True, reconstruct=True)
     return prediction, aux, self.club_stats(aux)
-
-
-def dummy_batch(spec: ModelSpec, batch_size: int = 2) -> dict[str, jax.Array]:
-  t = spec.text_len
-  return {"text_ids": jnp.zeros((batch_size, t), jnp.int32),
-          "text_mask": jnp.ones((batch_size, t), jnp.int32),
-          "text_type": jnp.zeros((batch_size, t), jnp.int32),
-          "audio": jnp.zeros((batch_size, spec.audio_len, spec.audio_dim)),
-          "audio_len": jnp.full((batch_size,), spec.audio_len, jnp.int32),
-          "vision": jnp.zeros((batch_size, spec.vision_len, spec.vision_dim)),
-          "vision_len": jnp.full((batch_size,), spec.vision_len, jnp.int32)}
-
-
-@functools.lru_cache(maxsize=16)
-def _jitted_init(spec: ModelSpec):
-  """One compiled init per spec: every run, eval and test building the same model shares it."""
-  return jax.jit(functools.partial(MIRD(spec).init, method=MIRD.init_everything))
-
-
-def init_params(model: MIRD, rng, bert_config: ml_collections.ConfigDict | None = None):
-  """Random params for every module; with `bert_config.pretrained`, both BERTs (or the one
-  shared BERT) are then filled from the checkpoint at `bert_config.path`."""
-  params = _jitted_init(model.spec)(rng, dummy_batch(model.spec))["params"]
-  if bert_config is not None and bert_config.pretrained:
-    params = flax.core.unfreeze(params)
-    for name in ("bert_l", "bert_s"):
-      if name in params:
-        params[name] = bert_loading.load(params[name], bert_config.path)
-  return params

@@ -14,7 +14,8 @@ the compiled step: runs that differ only in their values (another learning rate,
 epochs, another non-zero loss weight, another seed) share one compiled program.
 
 Schedules (`optim.schedule`): `warmup_decay` warms up linearly over `optim.warmup_frac` of
-all steps, then decays linearly to 0. `public_ramp` is the public MIRD code's schedule
+all steps, then decays linearly to 0. `constant` keeps the peak throughout (the public MIB
+code has no schedule). `public_ramp` is the public MIRD code's schedule
 (its scheduler's arguments swapped): a linear ramp from 0 to the peak over
 int(N / batch) x epochs steps, then 0. Our loader drops the last partial batch, so a run
 has exactly that many steps and the ramp ends at its last one.
@@ -35,26 +36,38 @@ LOSS_WEIGHTS = ("task", "recon_text", "recon_audio", "recon_vision", "mi", "orth
 
 def learning_rate(step, peak, warmup, total):
   """Linear warmup from 0 to `peak` over `warmup` steps, then linear decay to 0 at `total`
-  (with warmup 0: decay from `peak` at step 0). Works on arrays and Python numbers."""
+  (with warmup 0: decay from `peak` at step 0; with total 0: no decay, `peak` after the
+  warmup). Works on arrays and Python numbers."""
   step = jnp.asarray(step, jnp.float32)
   up = peak * step / jnp.maximum(warmup, 1.0)
   down = peak * jnp.clip((total - step) / jnp.maximum(total - warmup, 1.0), 0.0, 1.0)
-  return jnp.where(step < warmup, up, down)
+  return jnp.where(step < warmup, up, jnp.where(total > 0, down, peak))
 
 
 def hparams(config, total_steps: int) -> dict[str, jax.Array]:
   """The run-time hyper-parameters of a run of `total_steps` steps (float32 scalars, and
   the int32 seed of the dropout keys)."""
-  o, l = config.optim, config.loss
-  # Both schedules are learning_rate(): public_ramp is a warmup as long as the run.
-  warmup = total_steps if o.schedule == "public_ramp" else int(round(o.warmup_frac * total_steps))
+  o = config.optim
+  # Every schedule is learning_rate(): public_ramp is a warmup as long as the run,
+  # constant (the public MIB code's) a run without warmup or decay (total 0).
+  warmup = {"public_ramp": total_steps, "constant": 0}.get(
+      o.schedule, int(round(o.warmup_frac * total_steps)))
+  total = 0 if o.schedule == "constant" else max(total_steps, 1)
   h = {f"lr/{g}/peak": getattr(o, f"{g}_lr") for g in SCHEDULED}
-  h.update({"lr/warmup": warmup, "lr/total": max(total_steps, 1),
+  h.update({"lr/warmup": warmup, "lr/total": total,
             "weight_decay": o.weight_decay})
-  h.update({f"w/{k}": getattr(l, f"w_{k}") for k in LOSS_WEIGHTS})
+  h.update({f"w/{k}": v for k, v in loss_weights(config).items()})
   out = {k: jnp.asarray(v, jnp.float32) for k, v in h.items()}
   out["seed"] = jnp.asarray(config.seed, jnp.int32)
   return out
+
+
+def loss_weights(config) -> dict[str, float]:
+  """{family: weight} of the configured model's loss terms (MIB's KL weight is its beta)."""
+  weights = {k: getattr(config.loss, f"w_{k}") for k in LOSS_WEIGHTS}
+  if config.model.name == "mib":
+    weights["kl"] = config.model.mib.beta
+  return weights
 
 
 def learning_rates(step, h) -> dict[str, jax.Array]:

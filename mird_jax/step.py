@@ -7,7 +7,8 @@ stop-gradient latents of this step (or on fresh-dropout latents with
 `club.refresh_latents`). Dropout keys are derived from (seed, step), never carried; the
 seed is a value in the state's hparams, so every seed of a multi-seed run shares one program.
 With `club.monitor` the estimators are fitted under constraint none/orthogonal too, as a
-measurement that never enters the main loss.
+measurement that never enters the main loss. A model without estimators (MIB) gets the main
+update only; its bottlenecks draw their noise from a "sample" stream derived like dropout's.
 """
 
 import dataclasses
@@ -22,12 +23,14 @@ import optax
 from mird_jax import club
 from mird_jax import losses
 from mird_jax import model as model_lib
+from mird_jax import models
 from mird_jax import optim
 from mird_jax import parallel
 from mird_jax import param_groups
 
 _DROPOUT, _REFRESH = 0, 1  # fold_in tags of the per-step key.
-LATENTS = ("z_s", "z_l", "z_a", "z_v")
+_SAMPLE = 2  # fold_in tag of the bottleneck noise key, from the dropout key.
+LATENTS = model_lib.MIRD.LATENTS  # What the estimators are fitted on.
 
 
 @flax.struct.dataclass
@@ -43,7 +46,18 @@ def weight_key(term: str) -> str:
   """The hparams entry that weights a loss term ("mi/s_a" -> "w/mi")."""
   family, _, part = term.partition("/")
   return {"task": "w/task", "recon": f"w/recon_{part}", "mi": "w/mi",
-          "orthogonal": "w/orthogonal"}[family]
+          "orthogonal": "w/orthogonal", "kl": "w/kl"}[family]
+
+
+def mib_terms(variant: str) -> list[str]:
+  """The loss terms of a MIB variant: the fused prediction's task loss, and per bottleneck
+  its KL (and, for the unimodal ones, its own prediction's task loss)."""
+  terms = ["task"]
+  if variant in ("late", "complete"):
+    terms += [f"task/{m}" for m in "lav"] + [f"kl/{m}" for m in "lav"]
+  if variant in ("early", "complete"):
+    terms.append("kl/f")
+  return terms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,22 +72,27 @@ class StepConfig:
   club_steps: int
   refresh_latents: bool
   text_target: str
+  kl_reduce: str  # MIB: mean or sum of the KL over the bottleneck's dims.
 
   @classmethod
   def from_config(cls, config) -> "StepConfig":
-    l = config.loss
-    terms = ["task", "recon/text", "recon/audio", "recon/vision"]
-    if config.model.constraint == "mim":
-      terms += [f"mi/{x}_{y}" for x, y in club.PAIRS]
-    elif config.model.constraint == "orthogonal":
-      terms += [f"orthogonal/s_{m}" for m in "lav"]
-    nonzero = {f"w/{k}" for k in optim.LOSS_WEIGHTS if getattr(l, f"w_{k}")}
+    l, m = config.loss, config.model
+    mird = m.name == "mird"
+    if mird:
+      terms = ["task", "recon/text", "recon/audio", "recon/vision"]
+      if m.constraint == "mim":
+        terms += [f"mi/{x}_{y}" for x, y in club.PAIRS]
+      elif m.constraint == "orthogonal":
+        terms += [f"orthogonal/s_{m}" for m in "lav"]
+    else:
+      terms = mib_terms(m.mib.variant)
+    nonzero = {f"w/{k}" for k, v in optim.loss_weights(config).items() if v}
     return cls(task=l.task, combine=l.combine, log_eps=l.log_eps,
                terms=tuple(t for t in terms if weight_key(t) in nonzero),
-               constraint=config.model.constraint,
-               estimators=config.model.constraint == "mim" or config.club.monitor,
+               constraint=m.constraint if mird else "none",
+               estimators=mird and (m.constraint == "mim" or config.club.monitor),
                club_steps=config.club.steps, refresh_latents=config.club.refresh_latents,
-               text_target=config.model.text_recon_target)
+               text_target=m.text_recon_target, kl_reduce=m.mib.kl_reduce)
 
 
 def club_leaves(params, rules) -> dict[str, jax.Array]:
@@ -113,8 +132,16 @@ def loss_terms(pred_B, aux, stats, joint, labels_B, cfg: StepConfig):
   """Every main-loss term with a non-zero weight, by name (all scalars)."""
   weights = set(cfg.terms)
   terms = {}
+  n = labels_B.shape[0]  # Labelled rows come first (joint_batch).
   if "task" in weights:
-    terms["task"] = losses.task_loss(pred_B[:labels_B.shape[0]], labels_B, cfg.task)
+    terms["task"] = losses.task_loss(pred_B[:n], labels_B, cfg.task)
+  for m in "lav":  # MIB's unimodal bottlenecks' own predictions.
+    if f"task/{m}" in weights:
+      terms[f"task/{m}"] = losses.task_loss(aux[f"pred_{m}"][:n], labels_B, cfg.task)
+  for m in "lavf":
+    if f"kl/{m}" in weights:
+      terms[f"kl/{m}"] = losses.gaussian_kl(aux[f"mu_{m}"], aux[f"log_sigma_{m}"],
+                                           cfg.kl_reduce)
   if "recon/text" in weights:
     terms["recon/text"] = (
         losses.recon_tokens_ce(aux["recon_text"], joint["text_ids"], joint["text_mask"])
@@ -139,7 +166,7 @@ def main_objective(params, joint, labels_B, key, hparams, *, model, cfg: StepCon
   The estimators enter as constants: the main loss never differentiates them.
   """
   pred, aux = model.apply({"params": params}, joint, deterministic=False, reconstruct=True,
-                          rngs={"dropout": key})
+                          rngs={"dropout": key, "sample": jax.random.fold_in(key, _SAMPLE)})
   stats = {}
   if cfg.constraint == "mim":  # A monitoring-only estimator stays out of the main loss.
     frozen = jax.lax.stop_gradient(params)
@@ -211,16 +238,25 @@ def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, 
   return new_state, metrics
 
 
+def eval_rngs(model, batch) -> dict:
+  """The random streams of an evaluation forward: none, unless the model samples at
+  evaluation (MIB's `sample_at_eval`); then a key from the batch's first dataset position,
+  so that a stochastic evaluation is still the same on every run."""
+  if getattr(model.spec, "sample_at_eval", False):
+    return {"sample": jax.random.fold_in(jax.random.key(0), batch["position"][0])}
+  return {}
+
+
 def eval_step(params, batch, *, model):
   """Deterministic predictions [B] (no reconstructions: they are not needed to score)."""
   pred, _ = model.apply({"params": params}, joint_batch(batch, None), deterministic=True,
-                        reconstruct=False)
+                        reconstruct=False, rngs=eval_rngs(model, batch))
   return pred
 
 
 @functools.lru_cache(maxsize=8)
 def _jitted_train_step(model, mesh, cfg: StepConfig, settings: optim.Settings, donate: bool):
-  shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
+  shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0)))
   tx_main, tx_club = optim.make(settings, shapes)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   fn = jax.jit(functools.partial(train_step, model=model, tx_main=tx_main, tx_club=tx_club,

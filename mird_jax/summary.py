@@ -78,7 +78,8 @@ def markdown(summary: dict) -> str:
   d = summary["disentanglement"]
   if d:
     out += ["## Disentanglement (test split)", "",
-            "k-NN (KSG) MI between z_s and each specific latent, in nats:", "",
+            "k-NN (KSG) MI, in nats, between z_s and each specific latent (MIRD: s_m) or "
+            "the fused z_f and each unimodal latent (MIB: f_m):", "",
             _table(["pair", "MI"], [[k.split(".")[-1], fmt(v)] for k, v in d.items()
                                     if k.startswith("knn_mi.")]), ""]
     spread = {k.split(".")[-1]: v for k, v in d.items() if k.startswith("latent_variance.")}

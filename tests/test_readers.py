@@ -71,7 +71,7 @@ def test_config_dim_mismatch_names_everything(synthetic_dir):
      r"key 'vision': expected 40 examples"),
     (lambda d: d["test"].__setitem__("text_bert", d["test"]["text_bert"][:, :2]),
      r"key 'text_bert': expected shape \(N, 3, T\)"),
-    (lambda d: d.pop("test"), r"not a labelled MMSA or MIRD file"),
+    (lambda d: d.pop("test"), r"not a labelled MMSA, MIRD or MAG-BERT file"),
 ])
 def test_bad_content_is_named(tmp_path, raw, mutate, match):
   data = copy.deepcopy(raw)
@@ -139,3 +139,100 @@ def test_lengths_absent_are_derived_from_back_padding(tmp_path, raw):
   splits, _, _ = readers.read_labelled(_dump(data, tmp_path / "a.pkl"), SPEC)
   # -inf values were zeroed: the derived length still ends at the last non-zero frame.
   np.testing.assert_array_equal(splits["valid"]["vision_len"], raw["valid"]["vision_lengths"])
+
+
+MAG_DIMS = example.Dims(SMALL["text_len"], SMALL["text_len"], SMALL["audio_dim"],
+                        SMALL["text_len"], SMALL["vision_dim"])
+
+
+@pytest.fixture(name="mag_file", scope="module")
+def _mag_file(small_spec, tmp_path_factory):
+  """The synthetic benchmark written in the MAG-BERT layout."""
+  return synthetic.write(small_spec, tmp_path_factory.mktemp("mag"), "mag")["labelled"]
+
+
+def test_mag_layout_round_trips_the_synthetic_benchmark(mag_file, raw, tokenizer_dir):
+  """Tokens, word rows at their token positions (zero rows at [CLS]/[SEP]), lengths,
+  labels and ids: what the generator meant, read back through the WordPiece tokenizer."""
+  tok = text.load_tokenizer(str(tokenizer_dir))
+  splits, stats, fmt = readers.read_labelled(mag_file, readers.ReadSpec(MAG_DIMS), tok, "mag")
+  assert fmt == "mag" and set(splits) == set(readers.SPLITS)
+  with open(mag_file, "rb") as f:
+    assert set(pickle.load(f)) == {"train", "dev", "test"}
+  for name in readers.SPLITS:
+    got, want = splits[name], raw[name]
+    assert stats[name]["n"] == len(want["id"])
+    # Every synthetic word is one WordPiece, so the ids are the MMSA file's.
+    np.testing.assert_array_equal(got["text_ids"], want["text_bert"][:, 0])
+    np.testing.assert_array_equal(got["text_mask"], want["text_bert"][:, 1])
+    np.testing.assert_array_equal(got["audio_len"], got["text_mask"].sum(1))
+    np.testing.assert_array_equal(got["vision_len"], got["text_mask"].sum(1))
+    np.testing.assert_array_equal(got["label"], want["regression_labels"])
+    assert list(got["id"]) == [str(i) for i in want["id"]]
+    for i in (0, len(want["id"]) - 1):
+      k = int(got["text_mask"][i].sum())
+      for m, d in (("audio", SMALL["audio_dim"]), ("vision", SMALL["vision_dim"])):
+        rows = synthetic.word_rows(want[m][i], want[f"{m}_lengths"][i], k - 2)
+        rows = np.where(np.isfinite(rows), rows, 0.0)
+        np.testing.assert_allclose(got[m][i, 1:k - 1], rows, rtol=1e-6)
+        assert not got[m][i, 0].any() and not got[m][i, k - 1:].any()  # [CLS], [SEP], pad.
+        assert got[m].shape[1:] == (SMALL["text_len"], d)
+
+
+@pytest.fixture(name="piece_tokenizer")
+def _piece_tokenizer(tmp_path):
+  import transformers  # pylint: disable=g-import-not-at-top
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##believ", "##able", "good",
+           "movie"]
+  (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  return transformers.BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"),
+                                       do_lower_case=True)
+
+
+def _mag(examples):
+  return {"train": examples, "dev": examples, "test": examples}
+
+
+def test_mag_word_rows_repeat_per_wordpiece_and_truncate(tmp_path, piece_tokenizer):
+  acoustic = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], np.float32)
+  visual = 10 * acoustic[:, :1]
+  ex = ((["Unbelievable", "good", "movie"], visual, acoustic), np.array([[1.4]]), "v$_$0")
+  path = _dump(_mag([ex]), tmp_path / "mosi.pkl")
+  dims = example.Dims(6, 6, 2, 6, 1)  # Room for 4 of the 5 pieces.
+  splits, _, _ = readers.read_labelled(path, readers.ReadSpec(dims), piece_tokenizer)
+  got = splits["valid"]
+  ids = piece_tokenizer.convert_tokens_to_ids(["[CLS]", "un", "##believ", "##able", "good",
+                                               "[SEP]"])
+  np.testing.assert_array_equal(got["text_ids"][0], ids)
+  np.testing.assert_array_equal(got["text_mask"][0], [1] * 6)
+  np.testing.assert_array_equal(got["audio"][0], [[0, 0], [1, 2], [1, 2], [1, 2], [3, 4],
+                                                  [0, 0]])
+  np.testing.assert_array_equal(got["vision"][0, :, 0], [0, 10, 10, 10, 30, 0])
+  assert got["audio_len"][0] == 6 and got["label"][0] == np.float32(1.4)
+  assert got["id"][0] == "v$_$0"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda w, v, a: (w, v[:2], a), "example 0 ('v$_$0'): expected as many visual and "
+                                    "acoustic rows as words, found 3 words, 2 visual rows"),
+    (lambda w, v, a: ("good movie", v, a), "words: expected a list of str"),
+    (lambda w, v, a: (w, v, np.zeros((3, 5))), "acoustic: expected feature dim 2 in every"),
+])
+def test_bad_mag_examples_are_named(tmp_path, piece_tokenizer, change, message):
+  acoustic = np.ones((3, 2), np.float32)
+  words, visual, acoustic = change(["good", "movie", "un"], np.ones((3, 1)), acoustic)
+  path = _dump(_mag([((words, visual, acoustic), 0.5, "v$_$0")]), tmp_path / "mosi.pkl")
+  dims = example.Dims(8, 8, 2, 8, 1)
+  with pytest.raises(checks.DataError) as e:
+    readers.read_labelled(path, readers.ReadSpec(dims), piece_tokenizer)
+  assert message in str(e.value) and "split 'train'" in str(e.value) and str(path) in str(e.value)
+
+
+def test_mag_needs_a_tokenizer_and_aligned_lengths(tmp_path, piece_tokenizer):
+  path = _dump(_mag([((["good"], np.ones((1, 1)), np.ones((1, 2))), 0.5, "v$_$0")]),
+               tmp_path / "mosi.pkl")
+  with pytest.raises(checks.DataError, match="needs a WordPiece tokenizer"):
+    readers.read_labelled(path, readers.ReadSpec(example.Dims(8, 8, 2, 8, 1)))
+  with pytest.raises(checks.DataError, match="data.audio_len = data.text_len = 8"):
+    readers.read_labelled(path, readers.ReadSpec(example.Dims(8, 20, 2, 8, 1)),
+                          piece_tokenizer)

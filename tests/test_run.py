@@ -39,7 +39,8 @@ def _run(*args, cwd=REPO):
     (["--config=configs/mosi.py", "--config.model.text_recon_target=ids"],
      "model.text_recon_target='ids' is not allowed"),
     (["--config=configs/mosi.py", "--config.optim.schedule=cosine"],
-     "optim.schedule='cosine' is not allowed; expected one of 'warmup_decay', 'public_ramp'$"),
+     "optim.schedule='cosine' is not allowed; expected one of 'warmup_decay', 'public_ramp', "
+     "'constant'$"),
     (["--config=configs/ablations.py:demo,nc"], "ABLATION one of mim, none, orthogonal"),
     (["--mode=multiseed"], "--mode=multiseed needs --config$"),
     (["--mode=compare"], "--mode=compare needs --workdirs=DIR1,DIR2,...$"),

@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import demo
+from configs import mib_mosi
 from data_pipelines import input_pipeline
 from data_pipelines import readers
 from data_pipelines import synthetic
@@ -107,3 +108,21 @@ def test_paper_config_reads_the_mird_layout_and_its_pool(tmp_path, tokenizer_dir
   ex = input_pipeline.decode(sources["unlabeled"][0])
   assert ex["audio"].shape == (400, 33) and ex["vision"].shape == (55, 709)
   assert ex["text_ids"].shape == (50,) and ex["text_mask"].sum() > 2
+
+
+def test_mib_config_reads_the_mag_layout(tmp_path, tokenizer_dir):
+  """configs/mib_mosi.py's data on a generated MAG-BERT file: words re-tokenised, every
+  modality on the text's steps (74-d acoustic, 47-d visual rows), dev read as valid."""
+  config = mib_mosi.get_config("smoke")
+  d = config.data
+  spec = synthetic.SyntheticSpec(n_train=6, n_valid=3, n_test=4, n_unlabeled=2,
+                                 text_len=d.text_len, audio_len=30, audio_dim=d.audio_dim,
+                                 vision_len=30, vision_dim=d.vision_dim, vocab_size=512)
+  assert synthetic.write(spec, tmp_path / "manual", "mag")["labelled"].endswith(d.file)
+  config.data.manual_dir = str(tmp_path / "manual")
+  config.bert.path = str(tokenizer_dir)  # The synthetic vocabulary's WordPiece tokenizer.
+  sources = tfds_builders.prepare(config, tmp_path / "work")
+  assert {k: len(v) for k, v in sources.items()} == {"train": 6, "valid": 3, "test": 4}
+  ex = input_pipeline.decode(sources["valid"][0])
+  assert ex["audio"].shape == (d.text_len, 74) and ex["vision"].shape == (d.text_len, 47)
+  assert ex["audio_len"] == ex["vision_len"] == ex["text_mask"].sum() > 2

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from data_pipelines import synthetic
 from data_pipelines import verify
 
 
@@ -24,14 +25,17 @@ def test_reports_an_mmsa_file(synthetic_dir, capsys):
   assert n_inf > 0 and f"non-finite values {n_inf}" in out
 
 
-def test_reports_a_pool_and_a_mag_file(synthetic_dir, tmp_path, capsys):
+def test_reports_a_pool_and_a_mag_file(synthetic_dir, tokenizer_dir, small_spec, tmp_path,
+                                       capsys):
   assert verify.main([str(synthetic_dir / "unlabeled.pkl")]) == 0
   assert "format: pool" in capsys.readouterr().out
-  mag = {s: [((["a"], [[0.0]], [[0.0]]), [[1.0]], "seg")] for s in ("train", "dev", "test")}
-  with open(tmp_path / "mosi.pkl", "wb") as f:
-    pickle.dump(mag, f)
-  assert verify.main([str(tmp_path / "mosi.pkl")]) == 0
-  assert "MAG-BERT/MIB layout" in capsys.readouterr().out
+  path = synthetic.write(small_spec, tmp_path, "mag")["labelled"]
+  assert verify.main([path]) == 1  # Words need a tokenizer: said, not guessed.
+  assert "needs a WordPiece tokenizer" in capsys.readouterr().err
+  assert verify.main([path, f"--tokenizer={tokenizer_dir}"]) == 0
+  out = capsys.readouterr().out
+  assert "format: mag" in out and "split valid: 13 examples" in out
+  assert "audio: T=50 d=5" in out  # MAG-BERT's 50 steps, aligned to the tokens.
 
 
 def test_known_hashes_are_recognised(tmp_path, monkeypatch, capsys):
