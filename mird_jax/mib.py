@@ -27,8 +27,6 @@ from mird_jax import bert
 from mird_jax import config_check
 from mird_jax import transformer
 
-VARIANTS = config_check.CHOICES["model.mib.variant"]
-
 
 def unimodal_bottlenecks(variant: str) -> bool:
   return variant in ("late", "complete")
@@ -131,7 +129,6 @@ class MIB(nn.Module):
   spec: MibSpec
   # The latents the diagnostics and the disentanglement check read (z_f is the fused one).
   LATENTS = ("z_l", "z_a", "z_v", "z_f")
-  estimators = False  # No CLUB networks: the trainer skips the estimator updates.
 
   def setup(self):
     s, dtype = self.spec, jnp.dtype(self.spec.dtype)

@@ -44,11 +44,6 @@ def build(config: ml_collections.ConfigDict):
   return mird.MIRD(mird.ModelSpec.from_config(config, bert_config(config)))
 
 
-def has_estimators(model) -> bool:
-  """Whether the model has the CLUB networks (MIRD under mim, or monitored)."""
-  return bool(getattr(model.spec, "estimators", False))
-
-
 def dummy_batch(spec, batch_size: int = 2) -> dict[str, jax.Array]:
   t = spec.text_len
   return {"text_ids": jnp.zeros((batch_size, t), jnp.int32),

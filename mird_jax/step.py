@@ -22,6 +22,7 @@ import optax
 
 from mird_jax import club
 from mird_jax import losses
+from mird_jax import mib
 from mird_jax import model as model_lib
 from mird_jax import models
 from mird_jax import optim
@@ -53,9 +54,9 @@ def mib_terms(variant: str) -> list[str]:
   """The loss terms of a MIB variant: the fused prediction's task loss, and per bottleneck
   its KL (and, for the unimodal ones, its own prediction's task loss)."""
   terms = ["task"]
-  if variant in ("late", "complete"):
+  if mib.unimodal_bottlenecks(variant):
     terms += [f"task/{m}" for m in "lav"] + [f"kl/{m}" for m in "lav"]
-  if variant in ("early", "complete"):
+  if mib.fused_bottleneck(variant):
     terms.append("kl/f")
   return terms
 

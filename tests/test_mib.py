@@ -148,6 +148,25 @@ def test_fusions():
   assert pred.shape == (6,) and params["fusion"]["tensor_1"]["kernel"].shape[0] == 17 ** 3
 
 
+def test_the_bottleneck_samples_around_its_mean_with_its_scale():
+  """z = mu + sigma * eps: over many draws, z's mean is mu and its spread sigma; without
+  sampling, z is mu; the decoder reads z."""
+  rng = np.random.default_rng(0)
+  x = np.repeat(rng.normal(size=(1, 4)).astype(np.float32), 4000, axis=0)
+  head = mib.Bottleneck(hidden=8, width=3, scale_shift=0.0)  # sigma ~ softplus(.) ~ 0.7.
+  params = head.init({"params": jax.random.key(0)}, x, False)
+  z, pred, mu, log_sigma = head.apply(params, x, True, rngs={"sample": jax.random.key(1)})
+  sigma = np.exp(np.asarray(log_sigma[0]))
+  assert sigma.min() > 0.1
+  np.testing.assert_allclose(np.mean(z, 0), mu[0], atol=4 * sigma.max() / np.sqrt(4000))
+  np.testing.assert_allclose(np.std(z, 0), sigma, rtol=0.06)
+  dec = jax.tree.map(np.asarray, params["params"]["decoder"])
+  np.testing.assert_allclose(pred, (np.asarray(z) @ dec["kernel"] + dec["bias"])[:, 0],
+                             rtol=1e-5, atol=1e-5)
+  z0, _, mu0, _ = head.apply(params, x, False)
+  np.testing.assert_array_equal(z0, mu0)
+
+
 def _kl_by_integration(mu, sigma):
   """KL(N(mu, sigma^2) || N(0, 1)) of one dimension, integrating p log(p / q)."""
   def integrand(x):
@@ -290,12 +309,15 @@ def test_evaluation_is_the_posterior_mean_unless_asked_to_sample(mib_exp):
   batch = _batch(exp.model.spec)
   mean = _eval(exp, params, batch)
   np.testing.assert_array_equal(_eval(exp, params, batch), mean)
-  if variant != "complete":  # Sampling: one variant, with every bottleneck.
+  # Training draws from the "sample" stream; evaluation does not (traced, not compiled).
+  for deterministic in (False, True):
+    jaxpr = jax.make_jaxpr(lambda k, d=deterministic: exp.model.apply(
+        {"params": params}, batch, deterministic=d,
+        rngs={"dropout": jax.random.key(1), "sample": k}))(jax.random.key(2)).jaxpr
+    uses_key = any(jaxpr.invars[0] in eqn.invars for eqn in jaxpr.eqns)
+    assert uses_key == (not deterministic)
+  if variant != "complete":  # Sampling at evaluation: one variant, with every bottleneck.
     return
-  forward = jax.jit(lambda p, b, k: exp.model.apply(
-      {"params": p}, b, deterministic=False, rngs={"dropout": jax.random.key(1), "sample": k}))
-  z_a, z_b = (forward(params, batch, jax.random.key(i))[1]["z_f"] for i in (2, 3))
-  assert not np.allclose(z_a, z_b)  # Training samples z (only the noise key differs).
   sampling = mib.MIB(dataclasses.replace(exp.model.spec, sample_at_eval=True))
   evaluate = jax.jit(functools.partial(step_lib.eval_step, model=sampling))
   drawn = np.asarray(evaluate(params, batch))
