@@ -67,9 +67,9 @@ def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
     if len(times) >= 3 and time.perf_counter() - t_start > budget_s:
       break
   median, repeats = statistics.median(times), len(times)
-  return (f"train_step of {config.model.name} on {jax.device_count()} "
-          f"{jax.devices()[0].platform} device(s), batch "
-          f"{b} labelled + {u} unlabelled, club.steps {config.club.steps}, refresh_latents "
-          f"{config.club.refresh_latents}:\n  compile {compile_s:.1f} s; median step "
+  what = (f"mib {config.model.mib.variant}" if config.model.name == "mib" else
+          f"mird, club.steps {config.club.steps}, refresh_latents {config.club.refresh_latents}")
+  return (f"train_step ({what}) on {jax.device_count()} {jax.devices()[0].platform} "
+          f"device(s), batch {b} labelled + {u} unlabelled:\n  compile {compile_s:.1f} s; median step "
           f"{median * 1e3:.1f} ms over {repeats} ({1 / median:.2f} steps/s, "
           f"{(b + u) / median:.1f} examples/s); {_peak_memory()}")
