@@ -155,3 +155,45 @@ def test_non_finite_loss_stops_with_the_term_and_step_and_keeps_the_checkpoint(
   with pytest.raises(FloatingPointError, match=r"non-finite .*loss/task.* at step 0"):
     train.train_and_evaluate(smoke_exp.config, tmp_path, mesh=smoke_exp.mesh)
   assert (tmp_path / "ckpt" / "0").is_dir() and not (tmp_path / "results.json").exists()
+
+
+def _readme_restore_snippet() -> str:
+  readme = (REPO / "README.md").read_text()
+  block = readme.split("<!-- restore-snippet -->", 1)[1]
+  return block.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("n_devices", [1, 2])
+def test_readme_restore_lines_predict_like_the_run_on_any_device_count(reference, n_devices):
+  """README's restore lines, run as written (only WORKDIR and DEVICES set to this run and
+  1 or 2 devices; it trained on 1): the params are the run's best, replicated on those
+  devices, and they predict the run's test predictions."""
+  snippet = _readme_restore_snippet()
+  line = 'WORKDIR, DEVICES = "/tmp/mird_demo", jax.devices()  # a finished run; any devices'
+  assert line in snippet
+  ns = {}
+  exec(snippet.replace(line, f"WORKDIR, DEVICES = {str(reference)!r}, "  # pylint: disable=exec-used
+                       f"jax.devices()[:{n_devices}]"), ns)
+  params = ns["params"]
+  assert all(len(x.sharding.device_set) == n_devices for x in jax.tree.leaves(params))
+  assert ns["prediction"].shape == (2,) and np.all(np.isfinite(np.asarray(ns["prediction"])))
+  ckpts = checkpoint.Checkpoints(reference, 2)
+  try:
+    best = ckpts.restore_best_params(jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), ns["target"]))
+  finally:
+    ckpts.close()
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), jax.device_get(best))
+  # The run's own test predictions, from the restored params and the test split's examples.
+  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
+  from data_pipelines import tfds_builders  # pylint: disable=g-import-not-at-top
+  config = _smoke_config()
+  test = tfds_builders.prepare(config, reference)["test"]
+  rows = input_pipeline.read_rows(test, range(4))
+  batch = {k: rows[k] for k in ("text_ids", "text_mask", "text_type", "audio", "audio_len",
+                                "vision", "vision_len")}
+  pred, _ = jax.jit(ns["model"].apply)({"params": params}, batch)
+  written = {line.split(",")[0]: float(line.split(",")[3]) for line in
+             (reference / "predictions.csv").read_text().splitlines()[1:]}
+  np.testing.assert_allclose(np.asarray(pred), [written[i] for i in rows["id"]], rtol=1e-5,
+                             atol=1e-6)
