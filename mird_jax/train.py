@@ -83,36 +83,55 @@ class _Progress:
 
 
 def _train_epoch(exp, state, meta, preemption, tb):
-  """Runs (the rest of) one epoch; returns (state, mean train metrics, preempted)."""
+  """Runs (the rest of) one epoch; returns (state, mean train metrics, preempted).
+
+  No host sync per step: step t is dispatched before step t-1's metrics are fetched, so
+  the host reads (and checks) them while the device runs the next step. A non-finite
+  metric still stops the run naming its step (the state it raised from is discarded;
+  the last checkpoint is untouched), and the pending metrics are taken in before every
+  save and at the end of the epoch.
+  """
   epoch, streams = meta["epoch"], exp.streams
   it = streams.train.iterator(epoch, meta["iterator"])
   start = int(meta["iterator"]["next_index"]) if meta["iterator"] else 0
-  unlabeled = streams.unlabeled.iterator(int(state.step)) if streams.unlabeled else None
+  step = int(state.step)  # Counted on the host from here: reading it would sync.
+  unlabeled = streams.unlabeled.iterator(step) if streams.unlabeled else None
   # A run preempted mid-epoch resumes its epoch's running sums too.
   partial = meta.get("partial") or {"sums": {}, "count": 0}
-  sums, count = dict(partial["sums"]), partial["count"]
+  totals = {"sums": dict(partial["sums"]), "count": partial["count"]}
   progress = _Progress(epoch, streams.train.steps_per_epoch, start,
                        exp.config.train.log_every_steps)
-  for i in range(start, streams.train.steps_per_epoch):
-    batch = exp.to_device(next(it))
-    u = exp.to_device(next(unlabeled)) if unlabeled else None
-    step_before = int(state.step)
-    state, m = exp.train_step(state, batch, u)
-    values = {k: float(v) for k, v in jax.device_get(m).items()}
+
+  def take_in(pending):
+    """Fetches one step's metrics (waiting for that step only), checks and adds them."""
+    i, step_before, metrics = pending
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
     _check_finite(values, step_before)
     for k, v in values.items():
-      sums[k] = sums.get(k, 0.0) + v
-    count += 1
+      totals["sums"][k] = totals["sums"].get(k, 0.0) + v
+    totals["count"] += 1
     progress.update(i, values["loss"])
     if (i + 1) % exp.config.train.log_every_steps == 0:
       tb.scalars(step_before + 1, values, "train/")
+
+  pending = None
+  for i in range(start, streams.train.steps_per_epoch):
+    batch = exp.to_device(next(it))
+    u = exp.to_device(next(unlabeled)) if unlabeled else None
+    state, metrics = exp.train_step(state, batch, u)
+    if pending is not None:
+      take_in(pending)
+    pending, step = (i, step, metrics), step + 1
     if preemption.requested and i + 1 < streams.train.steps_per_epoch:
+      take_in(pending)
       meta["iterator"] = it.get_state()
-      meta["partial"] = {"sums": sums, "count": count}
+      meta["partial"] = totals
       progress.close()
       return state, {}, True
+  if pending is not None:
+    take_in(pending)
   progress.close()
-  return state, {k: v / max(count, 1) for k, v in sums.items()}, False
+  return state, {k: v / max(totals["count"], 1) for k, v in totals["sums"].items()}, False
 
 
 def _end_of_epoch(exp, ckpts, state, meta, train_means, tb):
