@@ -36,6 +36,10 @@ _WORKDIRS = flags.DEFINE_list("workdirs", None, "--mode=compare: multi-seed work
 _REFERENCE = flags.DEFINE_string("reference", None, "--mode=compare: the row the paired tests "
                                  "compare against (a --workdirs entry or its folder name; "
                                  "default the first).")
+_DEVICES = flags.DEFINE_list("devices", None, "--mode=benchmark: device counts to time, e.g. "
+                              "1,2,4,8, each in float32 and bfloat16 (on a CPU, that many "
+                              "devices are faked).")
+_JSON = flags.DEFINE_bool("json", False, "--mode=benchmark: print the records as JSON.")
 _METRICS = flags.DEFINE_list("metrics", None, "--mode=compare: test metrics to tabulate "
                              "(default MAE, Corr, Non0_acc_2, Non0_F1_score, Mult_acc_7).")
 
@@ -70,6 +74,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
              if a.startswith("--config.") and a.split("=")[0].rsplit(".", 1)[-1] == key]
     where = given[0] if given else "a --config.* override"
     sys.exit(f"run.py: {where}: the config has no key {key!r}. {hint}".strip())
+  if _DEVICES.value and not all(d.isdigit() and int(d) > 0 for d in _DEVICES.value):
+    sys.exit(f"run.py: --devices={','.join(_DEVICES.value)}: expected positive device counts "
+             "such as 1,2,4,8")
   if _MODE.value not in mird_main.NO_WORKDIR_MODES and not _WORKDIR.value:
     sys.exit(f"run.py: --mode={_MODE.value} needs --workdir")
   try:
@@ -94,7 +101,8 @@ def _main(argv):
     return
   try:
     mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value, split=_SPLIT.value,
-                  step=_STEP.value, input_path=_INPUT.value)
+                  step=_STEP.value, input_path=_INPUT.value,
+                  devices=[int(d) for d in _DEVICES.value or []], as_json=_JSON.value)
   # Bad input files, or a config that does not fit the data or the devices: one line.
   except (DataError, FileNotFoundError, config_check.ConfigError) as e:
     sys.exit(f"run.py: {e}")

@@ -5,8 +5,12 @@ jitted step and shardings as training. Timings are medians over repeated runs af
 warm-up, each ended by block_until_ready.
   python run.py --config=configs/mosi.py:smoke --mode=benchmark
   python run.py --config=configs/mosi.py --mode=benchmark --config.bert.pretrained=False
+  python run.py --config=configs/demo.py:smoke --mode=benchmark --devices=1,2,4,8 --json
+With --devices, each count is timed in float32 and bfloat16 (on a CPU, that many devices
+are faked; on a GPU or TPU, the first N real ones are used).
 """
 
+import copy
 import resource
 import statistics
 import time
@@ -15,6 +19,7 @@ import jax
 import numpy as np
 
 from data_pipelines import input_pipeline
+from mird_jax import config_check
 from mird_jax import models
 from mird_jax import optim
 from mird_jax import parallel
@@ -32,17 +37,20 @@ def _random_batch(spec, n: int, seed: int, labelled: bool):
   return b
 
 
-def _peak_memory() -> str:
+def _peak_memory() -> tuple[str, float]:
+  """(what, MiB): the device's peak bytes in use, or on a CPU the process's peak RSS so
+  far (it never goes down, so later records of a sweep carry the earlier peaks)."""
   stats = jax.local_devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
-    return f"device peak {stats['peak_bytes_in_use'] / 2**20:.0f} MiB"
-  return f"host peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    return "device peak", stats["peak_bytes_in_use"] / 2**20
+  return "host peak RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
-        budget_s: float = 120.0) -> str:
+def measure(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
+            budget_s: float = 120.0) -> dict:
   """Times `repeats` steps after `warmup` on `mesh` (default: every device), stopping early
-  (after at least 3) past `budget_s` so that paper sizes on a CPU still finish."""
+  (after at least 3) past `budget_s` so that paper sizes on a CPU still finish; returns
+  one record (compile seconds, median step, steps/s, examples/s, peak memory)."""
   mesh = mesh if mesh is not None else parallel.mesh_for(config)
   mdl = models.build(config)
   params = models.init_params(mdl, jax.random.key(0))
@@ -66,10 +74,50 @@ def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
       times.append(time.perf_counter() - t)
     if len(times) >= 3 and time.perf_counter() - t_start > budget_s:
       break
-  median, repeats = statistics.median(times), len(times)
-  what = (f"mib {config.model.mib.variant}" if config.model.name == "mib" else
-          f"mird, club.steps {config.club.steps}, refresh_latents {config.club.refresh_latents}")
-  return (f"train_step ({what}) on {jax.device_count()} {jax.devices()[0].platform} "
-          f"device(s), batch {b} labelled + {u} unlabelled:\n  compile {compile_s:.1f} s; median step "
-          f"{median * 1e3:.1f} ms over {repeats} ({1 / median:.2f} steps/s, "
-          f"{(b + u) / median:.1f} examples/s); {_peak_memory()}")
+  median = statistics.median(times)
+  memory_kind, memory_mib = _peak_memory()
+  return {"model": (f"mib {config.model.mib.variant}" if config.model.name == "mib" else
+                    f"mird, club.steps {config.club.steps}, refresh_latents "
+                    f"{config.club.refresh_latents}"),
+          "dtype": config.model.dtype, "devices": mesh.devices.size,
+          "platform": mesh.devices.flat[0].platform, "labelled": b, "unlabelled": u,
+          "compile_s": compile_s, "step_ms": median * 1e3, "steps_timed": len(times),
+          "steps_per_s": 1 / median, "examples_per_s": (b + u) / median,
+          "peak_memory": memory_kind, "peak_memory_mib": memory_mib}
+
+
+def text(record: dict) -> str:
+  r = record
+  return (f"train_step ({r['model']}, {r['dtype']}) on {r['devices']} {r['platform']} "
+          f"device(s), batch {r['labelled']} labelled + {r['unlabelled']} unlabelled:\n"
+          f"  compile {r['compile_s']:.1f} s; median step {r['step_ms']:.1f} ms over "
+          f"{r['steps_timed']} ({r['steps_per_s']:.2f} steps/s, {r['examples_per_s']:.1f} "
+          f"examples/s); {r['peak_memory']} {r['peak_memory_mib']:.0f} MiB")
+
+
+def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
+        budget_s: float = 120.0) -> str:
+  """One measurement on `mesh` (default: every device), as text."""
+  return text(measure(config, mesh=mesh, repeats=repeats, warmup=warmup, budget_s=budget_s))
+
+
+def sweep(config, device_counts, dtypes=("float32", "bfloat16"), **timing) -> list[dict]:
+  """measure() on the first N devices for each N of `device_counts`, in each compute dtype
+  of `dtypes`. The labelled and unlabelled batches must split over every N."""
+  available = jax.devices()
+  records = []
+  for n in device_counts:
+    if n > len(available):
+      raise config_check.ConfigError(
+          f"--devices asks for {n} devices; this process has {len(available)} "
+          f"{available[0].platform} device(s)")
+    mesh = parallel.make_mesh(available[:n])
+    parallel.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
+    u = input_pipeline.unlabeled_batch_size(config.data)
+    if u:
+      parallel.check_batch_size(u, mesh, "data.unlabeled_ratio * data.batch_size")
+    for dtype in dtypes:
+      variant = copy.deepcopy(config)
+      variant.model.dtype = dtype
+      records.append(measure(variant, mesh=mesh, **timing))
+  return records

@@ -4,6 +4,7 @@ Importing this module is cheap (no JAX, no TFDS): run.py reads MODES from it whi
 flags, and the heavy stack is imported by `run`, after the config has been checked.
 """
 
+import json
 import os
 import pathlib
 
@@ -24,11 +25,17 @@ class _QuietLibraries:
 
 
 def run(config, workdir: str | None, mode: str, *, split: str = "test",
-        step: int | None = None, input_path: str | None = None) -> None:
+        step: int | None = None, input_path: str | None = None,
+        devices: list[int] | None = None, as_json: bool = False) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if mode not in MODES:
     raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
   config_check.validate(config)
+  if mode == "benchmark" and devices:
+    # Fakes that many CPU devices (a GPU or TPU backend ignores it); only effective before
+    # JAX first starts a backend, which in run.py's process is just below.
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
+                                        f"--xla_force_host_platform_device_count={max(devices)}"])
   # pylint: disable=g-import-not-at-top  # The heavy stack, only once the input is checked.
   import jax
   from mird_jax import benchmark
@@ -43,7 +50,9 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
     print(describe.describe(config))
     return
   if mode == "benchmark":
-    print(benchmark.run(config))
+    records = (benchmark.sweep(config, devices) if devices else [benchmark.measure(config)])
+    print(json.dumps(records, indent=2) if as_json else
+          "\n".join(benchmark.text(r) for r in records))
     return
   if not workdir:
     raise ValueError(f"--mode={mode} needs --workdir")

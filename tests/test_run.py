@@ -3,6 +3,7 @@
 Subprocesses inherit the suite's environment (8 faked devices, its compilation cache).
 """
 
+import json
 import os
 import pathlib
 import re
@@ -10,6 +11,9 @@ import subprocess
 import sys
 
 import pytest
+
+from mird_jax import config_check
+from smoke import smoke_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -87,8 +91,14 @@ def test_a_train_split_smaller_than_one_batch_is_one_line(tmp_path):
 
 def test_benchmark_reports_compile_time_and_throughput(smoke_exp):
   from mird_jax import benchmark  # pylint: disable=g-import-not-at-top
-  text = benchmark.run(smoke_exp.config, mesh=smoke_exp.mesh, repeats=3, warmup=1)
-  assert "club.steps 2, refresh_latents False" in text and "batch 8 labelled + 8" in text
+  record = json.loads(json.dumps(benchmark.measure(smoke_exp.config, mesh=smoke_exp.mesh,
+                                                   repeats=3, warmup=1)))
+  assert record["devices"] == 1 and record["dtype"] == "float32" and record["steps_timed"] == 3
+  assert record["examples_per_s"] == pytest.approx(16 / (record["step_ms"] / 1e3))
+  assert record["compile_s"] >= 0 and record["peak_memory_mib"] > 0
+  text = benchmark.text(record)
+  assert "club.steps 2, refresh_latents False, float32" in text
+  assert "batch 8 labelled + 8" in text
   for what in ("compile", "median step", "steps/s", "examples/s", "peak"):
     assert what in text, text
 
@@ -97,3 +107,24 @@ def test_missing_workdir_is_named():
   proc = _run("--config=configs/mosi.py")
   assert proc.returncode != 0
   assert proc.stderr.strip().splitlines() == ["run.py: --mode=train needs --workdir"]
+
+
+def test_benchmark_sweeps_device_counts_and_dtypes(monkeypatch):
+  """--devices: one measurement per (device count, dtype) on the first N devices, on copies
+  of the config; a count beyond the devices is one line. (measure() itself is timed by the
+  test above; here it is replaced, so nothing compiles.)"""
+  from mird_jax import benchmark  # pylint: disable=g-import-not-at-top
+  seen = []
+  monkeypatch.setattr(benchmark, "measure", lambda config, *, mesh, **kw: seen.append(
+      (mesh.devices.size, config.model.dtype, kw)) or {})
+  config = smoke_config()
+  assert len(benchmark.sweep(config, [1, 2, 8], repeats=2)) == 6
+  assert [s[:2] for s in seen] == [(1, "float32"), (1, "bfloat16"), (2, "float32"),
+                                   (2, "bfloat16"), (8, "float32"), (8, "bfloat16")]
+  assert all(s[2] == {"repeats": 2} for s in seen)
+  assert config.model.dtype == "float32"  # The sweep changes copies only.
+  with pytest.raises(config_check.ConfigError, match="asks for 9 devices; this process has 8"):
+    benchmark.sweep(config, [9])
+  with pytest.raises(config_check.ConfigError, match="data.batch_size=8 must be a positive "
+                                                     "multiple of the device count \\(3\\)"):
+    benchmark.sweep(config, [3])
