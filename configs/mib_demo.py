@@ -4,9 +4,9 @@ r"""MIB on the built-in synthetic benchmark, beside MIRD's demo: `BASE,VARIANT`.
   python run.py --config=configs/mib_demo.py:table,early --mode=multiseed --workdir=DIR
 
 BASE: demo | table | smoke (configs/demo.py's variants); VARIANT: early | late | complete.
-No argument: demo,complete; `smoke`: smoke,complete. Same data, BERT sizes, epochs, batch, learning rates and
-schedule as the MIRD rows of that base (so the rows of a table differ in the model only);
-MIB's own model, losses (L1 task, beta x KL) and Adam without weight decay.
+No argument: demo,complete; `smoke`: smoke,complete. Same data, BERT sizes, epochs, batch,
+learning rates and schedule as the MIRD rows of that base (so the rows of a table differ in
+the model only); MIB's own model, losses (L1 task, beta x KL) and Adam without weight decay.
 """
 
 from configs import demo

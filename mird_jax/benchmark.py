@@ -112,10 +112,7 @@ def sweep(config, device_counts, dtypes=("float32", "bfloat16"), **timing) -> li
           f"--devices asks for {n} devices; this process has {len(available)} "
           f"{available[0].platform} device(s)")
     mesh = parallel.make_mesh(available[:n])
-    parallel.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
-    u = input_pipeline.unlabeled_batch_size(config.data)
-    if u:
-      parallel.check_batch_size(u, mesh, "data.unlabeled_ratio * data.batch_size")
+    parallel.check_train_batches(config.data, mesh)
     for dtype in dtypes:
       variant = copy.deepcopy(config)
       variant.model.dtype = dtype

@@ -33,7 +33,8 @@ _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.a
              "train.patience", "train.log_every_steps", "train.keep_checkpoints",
              "diagnostics.knn_k", "model.mib.width", "model.mib.bottleneck",
              "model.mib.hidden", "model.mib.heads", "model.mib.layers")
-_NON_NEGATIVE = ("train.num_devices", "diagnostics.knn_dims", "data.unlabeled_ratio", "club.steps", "club.lr",
+_NON_NEGATIVE = ("train.num_devices", "diagnostics.knn_dims", "data.unlabeled_ratio",
+                 "club.steps", "club.lr",
                  "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
                  "loss.w_recon_vision", "loss.w_mi", "loss.w_orthogonal", "optim.bert_lr",
                  "optim.main_lr", "optim.weight_decay", "optim.grad_clip", "model.mib.beta")

@@ -68,14 +68,8 @@ def split_terms(rows: dict, labels, cfg: step_lib.StepConfig, hparams) -> dict[s
   """Split-level values of every loss term, of the total main loss, and of each pair's CLUB
   bound (`mi/x_y`, also without constraint mim when the estimators are monitored) and
   log-likelihood (`club_loglik/x_y`)."""
-  out = {"task": losses.task_loss(rows["pred"], labels, cfg.task)}
-  for m in "lav":
-    if f"pred_{m}" in rows:
-      out[f"task/{m}"] = losses.task_loss(rows[f"pred_{m}"], labels, cfg.task)
-  for m in "lavf":
-    if f"mu_{m}" in rows:
-      out[f"kl/{m}"] = losses.gaussian_kl(rows[f"mu_{m}"], rows[f"log_sigma_{m}"],
-                                          cfg.kl_reduce)
+  out = {"task": losses.task_loss(rows["pred"], labels, cfg.task),
+         **step_lib.bottleneck_terms(rows, labels, cfg)}
   for name in ("recon/text", "recon/audio", "recon/vision"):
     if f"{name}/sum" in rows:
       out[name] = rows[f"{name}/sum"].sum() / max(rows[f"{name}/count"].sum(), 1.0)

@@ -43,7 +43,7 @@ class Experiment:
 
   def initial_state(self):
     params = models.init_params(self.model, jax.random.key(self.config.seed),
-                                   self.config.bert)
+                                self.config.bert)
     logging.info("parameter groups (%s):\n%s", param_groups.counts(
         params, self.config.optim.groups), param_groups.assignment_summary(
             params, self.config.optim.groups))
@@ -63,11 +63,8 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   """Everything for a run; `sources` replaces the configured dataset (predict on a file)."""
   mesh = mesh if mesh is not None else parallel.mesh_for(config)
   d = config.data
-  parallel.check_batch_size(d.batch_size, mesh, "data.batch_size")
+  parallel.check_train_batches(d, mesh)
   parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
-  n_unlabeled = input_pipeline.unlabeled_batch_size(d)
-  if n_unlabeled > 0:
-    parallel.check_batch_size(n_unlabeled, mesh, "data.unlabeled_ratio * data.batch_size")
   manual_dir = tfds_builders.paths(config, workdir)[1] if sources is None else None
   sources = sources if sources is not None else tfds_builders.prepare(config, workdir)
   streams = input_pipeline.Streams(config, sources, process_index=jax.process_index(),

@@ -9,6 +9,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from data_pipelines import input_pipeline
 from mird_jax import config_check
 
 AXIS = "data"
@@ -41,6 +42,14 @@ def batch_sharding(mesh) -> NamedSharding:
 
 def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
+
+
+def check_train_batches(data_config, mesh) -> None:
+  """The labelled batch and the unlabelled draws of a train step split over `mesh`."""
+  check_batch_size(data_config.batch_size, mesh, "data.batch_size")
+  n_unlabeled = input_pipeline.unlabeled_batch_size(data_config)
+  if n_unlabeled > 0:
+    check_batch_size(n_unlabeled, mesh, "data.unlabeled_ratio * data.batch_size")
 
 
 def check_batch_size(global_batch: int, mesh, what: str) -> int:

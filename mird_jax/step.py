@@ -84,7 +84,7 @@ class StepConfig:
       if m.constraint == "mim":
         terms += [f"mi/{x}_{y}" for x, y in club.PAIRS]
       elif m.constraint == "orthogonal":
-        terms += [f"orthogonal/s_{m}" for m in "lav"]
+        terms += [f"orthogonal/s_{x}" for x in "lav"]
     else:
       terms = mib_terms(m.mib.variant)
     nonzero = {f"w/{k}" for k, v in optim.loss_weights(config).items() if v}
@@ -133,16 +133,9 @@ def loss_terms(pred_B, aux, stats, joint, labels_B, cfg: StepConfig):
   """Every main-loss term with a non-zero weight, by name (all scalars)."""
   weights = set(cfg.terms)
   terms = {}
-  n = labels_B.shape[0]  # Labelled rows come first (joint_batch).
   if "task" in weights:
-    terms["task"] = losses.task_loss(pred_B[:n], labels_B, cfg.task)
-  for m in "lav":  # MIB's unimodal bottlenecks' own predictions.
-    if f"task/{m}" in weights:
-      terms[f"task/{m}"] = losses.task_loss(aux[f"pred_{m}"][:n], labels_B, cfg.task)
-  for m in "lavf":
-    if f"kl/{m}" in weights:
-      terms[f"kl/{m}"] = losses.gaussian_kl(aux[f"mu_{m}"], aux[f"log_sigma_{m}"],
-                                           cfg.kl_reduce)
+    terms["task"] = losses.task_loss(pred_B[:labels_B.shape[0]], labels_B, cfg.task)
+  terms.update(bottleneck_terms(aux, labels_B, cfg, only=weights))
   if "recon/text" in weights:
     terms["recon/text"] = (
         losses.recon_tokens_ce(aux["recon_text"], joint["text_ids"], joint["text_mask"])
@@ -158,6 +151,23 @@ def loss_terms(pred_B, aux, stats, joint, labels_B, cfg: StepConfig):
     for m in "lav":
       if f"orthogonal/s_{m}" in weights:
         terms[f"orthogonal/s_{m}"] = losses.orthogonality(aux["z_s"], aux[f"z_{m}"])
+  return terms
+
+
+def bottleneck_terms(outputs, labels_B, cfg: StepConfig, only=None) -> dict:
+  """MIB's per-bottleneck terms among `outputs` (the model's aux in training, a split's
+  diagnostic rows): each unimodal decoder's task loss (`task/m`, from `pred_m` on the
+  labelled rows, which come first) and each bottleneck's KL (`kl/m`, from `mu_m` and
+  `log_sigma_m`); with `only`, just the names in it."""
+  n = labels_B.shape[0]
+  terms = {}
+  for m in "lav":
+    if f"pred_{m}" in outputs and (only is None or f"task/{m}" in only):
+      terms[f"task/{m}"] = losses.task_loss(outputs[f"pred_{m}"][:n], labels_B, cfg.task)
+  for m in "lavf":
+    if f"mu_{m}" in outputs and (only is None or f"kl/{m}" in only):
+      terms[f"kl/{m}"] = losses.gaussian_kl(outputs[f"mu_{m}"], outputs[f"log_sigma_{m}"],
+                                           cfg.kl_reduce)
   return terms
 
 
