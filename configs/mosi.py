@@ -166,6 +166,11 @@ def _optim() -> ConfigDict:
   o.schedule = "warmup_decay"
   o.warmup_frac = 0.1
   o.grad_clip = 0.0  # Global-norm clip for bert+main; 0 disables (the public code has none).
+  # Microbatches per update: the gradient of the whole batch (data.batch_size labelled +
+  # their unlabelled draws) computed k parts at a time, for less memory and one extra
+  # forward; exact without dropout (and MIB's bottleneck noise), whose draws differ per
+  # microbatch. Both batches must split into k x the device count.
+  o.accumulate_steps = 1
   return o
 
 

@@ -50,7 +50,8 @@ def measure(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
             budget_s: float = 120.0) -> dict:
   """Times `repeats` steps after `warmup` on `mesh` (default: every device), stopping early
   (after at least 3) past `budget_s` so that paper sizes on a CPU still finish; returns
-  one record (compile seconds, median step, steps/s, examples/s, peak memory)."""
+  one record (compile seconds, median step, steps/s, examples/s, peak memory, the
+  compiled step's temporary buffers)."""
   mesh = mesh if mesh is not None else parallel.mesh_for(config)
   mdl = models.build(config)
   params = models.init_params(mdl, jax.random.key(0))
@@ -65,6 +66,9 @@ def measure(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
   t0 = time.perf_counter()
   compiled = fn.lower(state, batch, unlabeled).compile()
   compile_s = time.perf_counter() - t0
+  # The program's own temporary buffers (activations kept for the backward pass and the
+  # like): what gradient accumulation shrinks, measured the same way on every platform.
+  temp_mib = compiled.memory_analysis().temp_size_in_bytes / 2**20
   times, t_start = [], time.perf_counter()
   for i in range(warmup + repeats):
     t = time.perf_counter()
@@ -81,18 +85,22 @@ def measure(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
                     f"{config.club.refresh_latents}"),
           "dtype": config.model.dtype, "devices": mesh.devices.size,
           "platform": mesh.devices.flat[0].platform, "labelled": b, "unlabelled": u,
+          "accumulate_steps": config.optim.accumulate_steps,
           "compile_s": compile_s, "step_ms": median * 1e3, "steps_timed": len(times),
           "steps_per_s": 1 / median, "examples_per_s": (b + u) / median,
-          "peak_memory": memory_kind, "peak_memory_mib": memory_mib}
+          "peak_memory": memory_kind, "peak_memory_mib": memory_mib, "temp_mib": temp_mib}
 
 
 def text(record: dict) -> str:
   r = record
   return (f"train_step ({r['model']}, {r['dtype']}) on {r['devices']} {r['platform']} "
-          f"device(s), batch {r['labelled']} labelled + {r['unlabelled']} unlabelled:\n"
+          f"device(s), batch {r['labelled']} labelled + {r['unlabelled']} unlabelled"
+          + (f" in {r['accumulate_steps']} microbatches" if r["accumulate_steps"] > 1 else "")
+          + ":\n"
           f"  compile {r['compile_s']:.1f} s; median step {r['step_ms']:.1f} ms over "
           f"{r['steps_timed']} ({r['steps_per_s']:.2f} steps/s, {r['examples_per_s']:.1f} "
-          f"examples/s); {r['peak_memory']} {r['peak_memory_mib']:.0f} MiB")
+          f"examples/s); {r['peak_memory']} {r['peak_memory_mib']:.0f} MiB, XLA temporaries "
+          f"{r['temp_mib']:.1f} MiB")
 
 
 def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
@@ -112,7 +120,7 @@ def sweep(config, device_counts, dtypes=("float32", "bfloat16"), **timing) -> li
           f"--devices asks for {n} devices; this process has {len(available)} "
           f"{available[0].platform} device(s)")
     mesh = parallel.make_mesh(available[:n])
-    parallel.check_train_batches(config.data, mesh)
+    parallel.check_train_batches(config, mesh)
     for dtype in dtypes:
       variant = copy.deepcopy(config)
       variant.model.dtype = dtype

@@ -32,7 +32,7 @@ _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.a
              "model.lstm_hidden", "model.regressor_hidden", "club.hidden", "train.epochs",
              "train.patience", "train.log_every_steps", "train.keep_checkpoints",
              "diagnostics.knn_k", "model.mib.width", "model.mib.bottleneck",
-             "model.mib.hidden", "model.mib.heads", "model.mib.layers")
+             "model.mib.hidden", "model.mib.heads", "model.mib.layers", "optim.accumulate_steps")
 _NON_NEGATIVE = ("train.num_devices", "diagnostics.knn_dims", "data.unlabeled_ratio",
                  "club.steps", "club.lr",
                  "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",

@@ -19,6 +19,7 @@ import numpy as np
 from mird_jax import club
 from mird_jax import losses
 from mird_jax import model as model_lib
+from mird_jax import objective
 from mird_jax import parallel
 from mird_jax import step as step_lib
 
@@ -27,7 +28,7 @@ _BOTTLENECK = ("pred_", "mu_", "log_sigma_")  # MIB's per-bottleneck outputs.
 
 def rows_step(params, batch, *, model, cfg: step_lib.StepConfig):
   """Per-example diagnostics of one deterministic forward (see the module docstring)."""
-  joint = step_lib.joint_batch(batch, None)
+  joint = objective.joint_batch(batch, None)
   pred, aux = model.apply({"params": params}, joint, deterministic=True, reconstruct=True,
                          rngs=step_lib.eval_rngs(model, batch))
   rows = {"pred": pred, **{k: aux[k] for k in type(model).LATENTS}}
@@ -69,7 +70,7 @@ def split_terms(rows: dict, labels, cfg: step_lib.StepConfig, hparams) -> dict[s
   bound (`mi/x_y`, also without constraint mim when the estimators are monitored) and
   log-likelihood (`club_loglik/x_y`)."""
   out = {"task": losses.task_loss(rows["pred"], labels, cfg.task),
-         **step_lib.bottleneck_terms(rows, labels, cfg)}
+         **objective.bottleneck_terms(rows, labels, cfg)}
   for name in ("recon/text", "recon/audio", "recon/vision"):
     if f"{name}/sum" in rows:
       out[name] = rows[f"{name}/sum"].sum() / max(rows[f"{name}/count"].sum(), 1.0)
@@ -82,7 +83,7 @@ def split_terms(rows: dict, labels, cfg: step_lib.StepConfig, hparams) -> dict[s
   for m in "lav" if "z_s" in rows else "":  # Cheap, and comparable across constraints.
     out[f"orthogonal/s_{m}"] = losses.orthogonality(rows["z_s"], rows[f"z_{m}"])
   in_loss = {t: out[t] for t in cfg.terms}
-  weights = {t: hparams[step_lib.weight_key(t)] for t in in_loss}
+  weights = {t: hparams[objective.weight_key(t)] for t in in_loss}
   out["loss"] = losses.combine(in_loss, weights, cfg.combine, cfg.log_eps)
   return {k: float(v) for k, v in out.items()}
 

@@ -63,7 +63,7 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   """Everything for a run; `sources` replaces the configured dataset (predict on a file)."""
   mesh = mesh if mesh is not None else parallel.mesh_for(config)
   d = config.data
-  parallel.check_train_batches(d, mesh)
+  parallel.check_train_batches(config, mesh)
   parallel.check_batch_size(d.eval_batch_size, mesh, "data.eval_batch_size")
   manual_dir = tfds_builders.paths(config, workdir)[1] if sources is None else None
   sources = sources if sources is not None else tfds_builders.prepare(config, workdir)

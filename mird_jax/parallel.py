@@ -44,21 +44,26 @@ def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def check_train_batches(data_config, mesh) -> None:
-  """The labelled batch and the unlabelled draws of a train step split over `mesh`."""
-  check_batch_size(data_config.batch_size, mesh, "data.batch_size")
-  n_unlabeled = input_pipeline.unlabeled_batch_size(data_config)
+def check_train_batches(config, mesh) -> None:
+  """The labelled batch and the unlabelled draws of a train step split over `mesh`, and
+  into `optim.accumulate_steps` microbatches that each split over it too."""
+  k = config.optim.accumulate_steps
+  check_batch_size(config.data.batch_size, mesh, "data.batch_size", k)
+  n_unlabeled = input_pipeline.unlabeled_batch_size(config.data)
   if n_unlabeled > 0:
-    check_batch_size(n_unlabeled, mesh, "data.unlabeled_ratio * data.batch_size")
+    check_batch_size(n_unlabeled, mesh, "data.unlabeled_ratio * data.batch_size", k)
 
 
-def check_batch_size(global_batch: int, mesh, what: str) -> int:
-  """The per-host share of a global batch; fails if it does not split over devices/hosts."""
+def check_batch_size(global_batch: int, mesh, what: str, accumulate: int = 1) -> int:
+  """The per-host share of a global batch; fails if it does not split over devices/hosts
+  (and, with `accumulate` microbatches, if a microbatch does not)."""
   n_dev, n_proc = mesh.devices.size, jax.process_count()
-  if global_batch <= 0 or global_batch % n_dev or global_batch % n_proc:
+  if global_batch <= 0 or global_batch % (n_dev * accumulate) or global_batch % n_proc:
+    parts = (f"optim.accumulate_steps ({accumulate}) x the device count ({n_dev})"
+             if accumulate > 1 else f"the device count ({n_dev})")
     raise config_check.ConfigError(
-        f"{what}={global_batch} must be a positive multiple of the device count ({n_dev}) "
-        f"and of the host count ({n_proc})")
+        f"{what}={global_batch} must be a positive multiple of {parts} and of the host "
+        f"count ({n_proc})")
   return global_batch // n_proc
 
 

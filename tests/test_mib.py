@@ -26,6 +26,7 @@ from mird_jax import experiment
 from mird_jax import losses
 from mird_jax import mib
 from mird_jax import models
+from mird_jax import objective
 from mird_jax import parallel
 from mird_jax import step as step_lib
 from mird_jax import train
@@ -99,7 +100,7 @@ def test_shapes_and_latents_of_each_variant(variant):
   assert ("ib_l" in params) == unimodal and ("ib_f" in params) == fused
   assert ("out" in params) == (not fused)
   assert params["ib_f" if fused else "ib_l"]["hidden"]["kernel"].shape[1] == s.hidden
-  assert step_lib.mib_terms(variant) == (
+  assert objective.mib_terms(variant) == (
       ["task"] + (["task/l", "task/a", "task/v", "kl/l", "kl/a", "kl/v"] if unimodal else [])
       + (["kl/f"] if fused else []))
 
@@ -228,7 +229,7 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(mib_exp):
   m0, m1 = _one_step_and_rescore(exp, state, batch)
   table = "; ".join(f"{k}: {m0[k]:.5f} -> {m1[k]:.5f}" for k in sorted(m0) if "loss" in k)
   assert "club_nll" not in m0  # No estimators to update.
-  assert set(m0) >= {f"loss/{t}" for t in step_lib.mib_terms(variant)}
+  assert set(m0) >= {f"loss/{t}" for t in objective.mib_terms(variant)}
   tasks = [k for k in m0 if k.startswith("loss/task")]  # Fused, and each modality's own.
   assert m1["loss"] < m0["loss"] and all(m1[k] < m0[k] for k in tasks), table
   kl_only = state.replace(hparams={**state.hparams, "w/task": np.float32(0.0),
@@ -333,7 +334,7 @@ def test_a_run_reports_mib_terms_and_latents(mib_exp):
     return
   run = workdir / "reference"
   results = json.loads((run / "results.json").read_text())
-  assert set(results["test_losses"]) == {"loss", *step_lib.mib_terms(variant)}
+  assert set(results["test_losses"]) == {"loss", *objective.mib_terms(variant)}
   assert set(results["disentanglement"]["knn_mi"]) == {"f_l", "f_a", "f_v"}
   assert set(results["disentanglement"]["latent_variance"]) == {"z_l", "z_a", "z_v", "z_f"}
   assert set(results["disentanglement"]["probe_r2"]) == {"z_l", "z_a", "z_v", "z_f"}

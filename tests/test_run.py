@@ -95,11 +95,12 @@ def test_benchmark_reports_compile_time_and_throughput(smoke_exp):
                                                    repeats=3, warmup=1)))
   assert record["devices"] == 1 and record["dtype"] == "float32" and record["steps_timed"] == 3
   assert record["examples_per_s"] == pytest.approx(16 / (record["step_ms"] / 1e3))
-  assert record["compile_s"] >= 0 and record["peak_memory_mib"] > 0
+  assert record["compile_s"] >= 0 and record["peak_memory_mib"] > 0 and record["temp_mib"] > 0
   text = benchmark.text(record)
   assert "club.steps 2, refresh_latents False, float32" in text
-  assert "batch 8 labelled + 8" in text
-  for what in ("compile", "median step", "steps/s", "examples/s", "peak"):
+  assert "batch 8 labelled + 8 unlabelled:" in text and record["accumulate_steps"] == 1
+  assert "in 2 microbatches:" in benchmark.text({**record, "accumulate_steps": 2})
+  for what in ("compile", "median step", "steps/s", "examples/s", "peak", "XLA temporaries"):
     assert what in text, text
 
 

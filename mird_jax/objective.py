@@ -1,0 +1,137 @@
+"""The main training objective: which loss terms a model has, each term as sums over rows
+(losses.*_sums) and the total built from them.
+
+A term's sums over the rows of a batch (a dict of arrays) add up across parts of the
+batch, and the term is a function of the sums (`finish`): one forward gives a batch's
+sums, several microbatches' sums add up to the same thing (mird_jax/accumulate.py).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from mird_jax import club
+from mird_jax import losses
+from mird_jax import mib
+from mird_jax import model as model_lib
+
+_SAMPLE = 2  # fold_in tag of the bottleneck noise key, from the dropout key.
+
+# The function of its sums that gives each family's term.
+_FINISH = {"task": losses.ratio, "recon": losses.ratio, "kl": losses.ratio,
+           "mi": losses.club_bound, "orthogonal": losses.orthogonality_from_sums}
+
+
+def weight_key(term: str) -> str:
+  """The hparams entry that weights a loss term ("mi/s_a" -> "w/mi")."""
+  family, _, part = term.partition("/")
+  return {"task": "w/task", "recon": f"w/recon_{part}", "mi": "w/mi",
+          "orthogonal": "w/orthogonal", "kl": "w/kl"}[family]
+
+
+def mib_terms(variant: str) -> list[str]:
+  """The loss terms of a MIB variant: the fused prediction's task loss, and per bottleneck
+  its KL (and, for the unimodal ones, its own prediction's task loss)."""
+  terms = ["task"]
+  if mib.unimodal_bottlenecks(variant):
+    terms += [f"task/{m}" for m in "lav"] + [f"kl/{m}" for m in "lav"]
+  if mib.fused_bottleneck(variant):
+    terms.append("kl/f")
+  return terms
+
+
+def mird_terms(constraint: str) -> list[str]:
+  terms = ["task", "recon/text", "recon/audio", "recon/vision"]
+  if constraint == "mim":
+    terms += [f"mi/{x}_{y}" for x, y in club.PAIRS]
+  elif constraint == "orthogonal":
+    terms += [f"orthogonal/s_{x}" for x in "lav"]
+  return terms
+
+
+def finish(sums: dict) -> dict:
+  """{term: value} from {term: its sums}."""
+  return {name: _FINISH[name.partition("/")[0]](s) for name, s in sums.items()}
+
+
+def total(terms: dict, hparams, cfg):
+  """The weighted total main loss of the terms (losses.combine)."""
+  weights = {t: hparams[weight_key(t)] for t in terms}
+  return losses.combine(terms, weights, cfg.combine, cfg.log_eps)
+
+
+MODEL_INPUTS = ("text_ids", "text_mask", "text_type", "audio", "audio_len", "vision",
+                "vision_len")
+
+
+def joint_batch(batch, unlabeled):
+  """The model's inputs: labelled rows first, then unlabelled ones, for one forward pass."""
+  if unlabeled is None:
+    return {k: batch[k] for k in MODEL_INPUTS}
+  return {k: jnp.concatenate([batch[k], unlabeled[k]], axis=0) for k in MODEL_INPUTS}
+
+
+def bottleneck_sums(outputs, labels_B, cfg, only=None) -> dict:
+  """MIB's per-bottleneck terms among `outputs` (the model's aux in training, a split's
+  diagnostic rows), as sums: each unimodal decoder's task loss (`task/m`, from `pred_m` on
+  the labelled rows, which come first) and each bottleneck's KL (`kl/m`, from `mu_m` and
+  `log_sigma_m`); with `only`, just the names in it."""
+  n = labels_B.shape[0]
+  sums = {}
+  for m in "lav":
+    if f"pred_{m}" in outputs and (only is None or f"task/{m}" in only):
+      sums[f"task/{m}"] = losses.task_sums(outputs[f"pred_{m}"][:n], labels_B, cfg.task)
+  for m in "lavf":
+    if f"mu_{m}" in outputs and (only is None or f"kl/{m}" in only):
+      sums[f"kl/{m}"] = losses.gaussian_kl_sums(outputs[f"mu_{m}"],
+                                                outputs[f"log_sigma_{m}"], cfg.kl_reduce)
+  return sums
+
+
+def bottleneck_terms(outputs, labels_B, cfg, only=None) -> dict:
+  return finish(bottleneck_sums(outputs, labels_B, cfg, only))
+
+
+def term_sums(pred_B, aux, stats, joint, labels_B, cfg) -> dict:
+  """The sums of every main-loss term with a non-zero weight (`cfg.terms`), by name."""
+  weights = set(cfg.terms)
+  sums = {}
+  if "task" in weights:
+    sums["task"] = losses.task_sums(pred_B[:labels_B.shape[0]], labels_B, cfg.task)
+  sums.update(bottleneck_sums(aux, labels_B, cfg, only=weights))
+  if "recon/text" in weights:
+    sums["recon/text"] = losses.pooled(
+        losses.recon_tokens_ce_sums(aux["recon_text"], joint["text_ids"], joint["text_mask"])
+        if cfg.text_target == "vocab_logits" else
+        losses.recon_tokens_mse_sums(aux["recon_text"], aux["text_target"],
+                                     joint["text_mask"]))
+  for m in ("audio", "vision"):
+    if f"recon/{m}" in weights:
+      sums[f"recon/{m}"] = losses.pooled(
+          losses.recon_frames_sums(aux[f"recon_{m}"], joint[m], joint[f"{m}_len"]))
+  for (x, y), (mu, logvar) in stats.items():
+    if f"mi/{x}_{y}" in weights:
+      sums[f"mi/{x}_{y}"] = losses.club_sums(mu, logvar, aux[f"z_{y}"])
+  if cfg.constraint == "orthogonal":
+    for m in "lav":
+      if f"orthogonal/s_{m}" in weights:
+        sums[f"orthogonal/s_{m}"] = losses.orthogonality_sums(aux["z_s"], aux[f"z_{m}"])
+  return sums
+
+
+def forward_sums(params, joint, labels_B, key, *, model, cfg):
+  """(term sums, aux) of one training-mode forward with dropout `key`. The estimators
+  enter as constants: the main loss never differentiates them."""
+  pred, aux = model.apply({"params": params}, joint, deterministic=False, reconstruct=True,
+                          rngs={"dropout": key, "sample": jax.random.fold_in(key, _SAMPLE)})
+  stats = {}
+  if cfg.constraint == "mim":  # A monitoring-only estimator stays out of the main loss.
+    frozen = jax.lax.stop_gradient(params)
+    stats = model.apply({"params": frozen}, aux, method=model_lib.MIRD.club_stats)
+  return term_sums(pred, aux, stats, joint, labels_B, cfg), aux
+
+
+def main_objective(params, joint, labels_B, key, hparams, *, model, cfg):
+  """(total main loss, (terms, aux)) of one training-mode forward on a whole batch."""
+  sums, aux = forward_sums(params, joint, labels_B, key, model=model, cfg=cfg)
+  terms = finish(sums)
+  return total(terms, hparams, cfg), (terms, aux)

@@ -1,0 +1,72 @@
+"""The Colab notebook runs headless, end to end, in its SMOKE mode (the synthetic smoke
+config on CPU): every cell, a rerun of the training cell (what a user does after a
+disconnect), and the device check refusing a CPU when a TPU was asked for."""
+
+import json
+import pathlib
+
+import nbclient
+import nbformat
+import pytest
+
+NOTEBOOK = pathlib.Path(__file__).parents[1] / "notebooks" / "mird_colab_tpu.ipynb"
+
+
+def _code(source: str):
+  return nbformat.v4.new_code_cell(source)
+
+
+def _text(cell) -> str:
+  return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def _cell(nb, startswith: str) -> int:
+  (index,) = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              and any(line.startswith(startswith) for line in c.source.splitlines())]
+  return index
+
+
+def test_the_committed_notebook_has_no_outputs():
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  nbformat.validate(nb)
+  for cell in nb.cells:
+    if cell.cell_type == "code":
+      assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+  assert [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+
+
+def test_notebook_runs_headless_in_smoke_mode(tmp_path):
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  (params,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+  workdir = tmp_path / "work"
+  # What papermill does with -p: a cell of new values right after the parameter cell.
+  nb.cells.insert(params + 1, _code(f"SMOKE = True\nWORKDIR = {str(workdir)!r}"))
+  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                   resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+  with client.setup_kernel():
+    for index, cell in enumerate(nb.cells):
+      client.execute_cell(cell, index)
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    lines = {s: (workdir / f"seed_{s}" / "metrics.jsonl").read_text() for s in (0, 1)}
+    # The restore cell printed the best checkpoints' test MAE beside the recorded one.
+    restore = nb.cells[_cell(nb, "restored = {}")]
+    for s in (0, 1):
+      recorded = json.loads((workdir / f"seed_{s}" / "results.json").read_text())["test"]
+      assert f"seed {s}: test MAE {recorded['MAE']:.4f} (run recorded {recorded['MAE']:.4f})" \
+          in _text(restore)
+    plot = nb.cells[_cell(nb, "fig, ax = plt.subplots")]
+    assert sum(o.output_type == "display_data" and "image/png" in o.data
+               for o in plot.outputs) == 3  # The MAE plot, curves.png and latents.png.
+    # Rerunning the training cell trains nothing again and rewrites the same summary.
+    train_cell = _cell(nb, 'mird_main.run(config, WORKDIR, "multiseed")')
+    client.execute_cell(nb.cells[train_cell], train_cell)
+    assert json.loads((workdir / "summary.json").read_text()) == summary
+    assert {s: (workdir / f"seed_{s}" / "metrics.jsonl").read_text() for s in (0, 1)} == lines
+    # A TPU asked for on a CPU-only runtime stops at the device check, with the fix.
+    check = _cell(nb, "devices = jax.devices()")
+    nb.cells.append(_code('ACCELERATOR = "tpu"'))
+    client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+    with pytest.raises(nbclient.exceptions.CellExecutionError,
+                       match=r"ACCELERATOR = 'tpu' was asked for, but JAX runs on 'cpu'"):
+      client.execute_cell(nb.cells[check], check)
