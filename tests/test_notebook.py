@@ -4,6 +4,7 @@ disconnect), and the device check refusing a CPU when a TPU was asked for."""
 
 import json
 import pathlib
+import sys
 
 import nbclient
 import nbformat
@@ -35,13 +36,25 @@ def test_the_committed_notebook_has_no_outputs():
   assert [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
 
 
-def test_notebook_runs_headless_in_smoke_mode(tmp_path):
+def _kernel(tmp_path, monkeypatch) -> str:
+  """A kernel spec for this interpreter, found first: a "python3" spec elsewhere on the
+  machine could start another Python without the project's packages."""
+  spec = tmp_path / "jupyter" / "kernels" / "mird_jax_test"
+  spec.mkdir(parents=True)
+  (spec / "kernel.json").write_text(json.dumps({
+      "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+      "display_name": "mird-jax tests", "language": "python"}))
+  monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+  return spec.name
+
+
+def test_notebook_runs_headless_in_smoke_mode(tmp_path, monkeypatch):
   nb = nbformat.read(NOTEBOOK, as_version=4)
   (params,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
   workdir = tmp_path / "work"
   # What papermill does with -p: a cell of new values right after the parameter cell.
   nb.cells.insert(params + 1, _code(f"SMOKE = True\nWORKDIR = {str(workdir)!r}"))
-  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+  client = nbclient.NotebookClient(nb, timeout=600, kernel_name=_kernel(tmp_path, monkeypatch),
                                    resources={"metadata": {"path": str(NOTEBOOK.parent)}})
   with client.setup_kernel():
     for index, cell in enumerate(nb.cells):
