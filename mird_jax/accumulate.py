@@ -35,7 +35,10 @@ def split(tree, k: int):
 
 
 def merge(tree):
-  """The inverse of `split`: [k, B / k, ...] -> [B, ...] in the batch's row order."""
+  """The inverse of `split`: [k, B / k, ...] -> [B, ...] in the batch's row order. Also for
+  microbatches of labelled then unlabelled rows (n / k + u / k each): row i of microbatch j
+  lands at i k + j, which is labelled row i k + j for i < n / k and unlabelled row
+  (i - n / k) k + j after the n labelled ones, the joint batch's order."""
   def one(x):
     return jnp.moveaxis(x, 0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
   return jax.tree.map(one, tree)
@@ -56,12 +59,6 @@ def _microbatches(batch, unlabeled, k: int):
           "unlabeled": None if unlabeled is None else split(
               {n: unlabeled[n] for n in objective.MODEL_INPUTS}, k),
           "j": jnp.arange(k)}
-
-
-def _rows(z_k, n: int, k: int):
-  """Per-microbatch rows [k, (n + u) / k, ...] -> [n + u, ...] in the batch's order."""
-  return jax.tree.map(lambda x: jnp.concatenate([merge(x[:, :n // k]), merge(x[:, n // k:])]),
-                      z_k)
 
 
 def main_gradient(params, batch, unlabeled, key, hparams, *, model, cfg, k: int):
@@ -100,7 +97,7 @@ def main_gradient(params, batch, unlabeled, key, hparams, *, model, cfg, k: int)
     return _add(acc, jax.grad(linear)(params)), None
 
   grads, _ = jax.lax.scan(backward, jax.tree.map(jnp.zeros_like, params), micro)
-  return total, terms, _rows(z_k, batch["label"].shape[0], k), grads
+  return total, terms, merge(z_k), grads
 
 
 def refreshed_latents(params, batch, unlabeled, key, *, model, k: int):
@@ -115,4 +112,4 @@ def refreshed_latents(params, batch, unlabeled, key, *, model, k: int):
   _, z_k = jax.lax.scan(lambda c, mb: (c, latents_of(
       mb["batch"], mb["unlabeled"], jax.random.fold_in(key, mb["j"]))), None,
                         _microbatches(batch, unlabeled, k))
-  return _rows(z_k, batch["label"].shape[0], k)
+  return merge(z_k)

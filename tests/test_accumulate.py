@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from smoke import smoke_config
+from mird_jax import accumulate
 from mird_jax import config_check
 from mird_jax import losses
 from mird_jax import models
@@ -91,14 +92,12 @@ def _inputs_moved(hlo: str, d) -> list[str]:
 def test_accumulated_steps_on_two_devices_make_the_whole_batch_updates(no_dropout,
                                                                        smoke_start):
   """Three steps with k = 1 and k = 2 from one state on one batch (8 labelled + 8
-  unlabelled rows) on 2 devices, estimators refitted on refreshed latents: every loss term,
+  unlabelled rows) on 2 devices: every loss term,
   the gradient norm and the estimators' NLL before and after their updates agree at every
   step, and so do the params after the three updates (to a small fraction of one step's
   learning rate); the schedule and the counter advance once per update; and the
   microbatches split each device's rows in place."""
   config, model = no_dropout
-  config = config.copy_and_resolve_references()
-  config.club.refresh_latents = True  # Covers the microbatched refresh forward too.
   state, batch, unlabeled = smoke_start
   mesh = parallel.make_mesh(jax.devices()[:2])
   b, u = parallel.to_global(batch, mesh), parallel.to_global(unlabeled, mesh)
@@ -129,6 +128,20 @@ def test_accumulated_steps_on_two_devices_make_the_whole_batch_updates(no_dropou
   bad = {p: (g, moved[p]) for p, g in gap.items() if g > 0.01 * lr}
   assert not bad, f"params differ by more than 1% of a step (gap, movement): {bad}"
   assert sum(m > lr for m in moved.values()) > len(moved) // 2  # The updates were real.
+
+
+def test_refreshed_latents_of_microbatches_are_the_whole_batch_latents(no_dropout, smoke_start):
+  """club.refresh_latents recomputes the latents k microbatches at a time: the same rows,
+  in the batch's order (the estimators' NLL metrics read them in that order)."""
+  _, model = no_dropout
+  state, batch, unlabeled = smoke_start
+  batch, unlabeled = ({k: v for k, v in b.items() if k != "id"} for b in (batch, unlabeled))
+  refresh = jax.jit(lambda p, b, u, k: accumulate.refreshed_latents(
+      p, b, u, jax.random.key(3), model=model, k=k), static_argnums=3)
+  whole, parts = (jax.device_get(refresh(state.params, batch, unlabeled, k)) for k in (1, 2))
+  assert set(whole) == {"z_s", "z_l", "z_a", "z_v"}
+  for name in whole:
+    np.testing.assert_allclose(parts[name], whole[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_batches_that_do_not_split_into_microbatches_per_device_are_refused():
