@@ -91,4 +91,3 @@ def smoke_start(smoke_exp):
   batch = next(smoke_exp.streams.train.iterator(0))
   unlabeled = next(smoke_exp.streams.unlabeled.iterator(0))
   return state, batch, unlabeled
-
