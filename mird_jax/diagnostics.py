@@ -33,18 +33,7 @@ def rows_step(params, batch, *, model, cfg: step_lib.StepConfig):
                          rngs=step_lib.eval_rngs(model, batch))
   rows = {"pred": pred, **{k: aux[k] for k in type(model).LATENTS}}
   rows.update({k: v for k, v in aux.items() if k.startswith(_BOTTLENECK)})
-  sums = {}
-  if "recon_text" in aux:
-    sums["recon/text"] = (
-        losses.recon_tokens_ce_sums(aux["recon_text"], joint["text_ids"], joint["text_mask"])
-        if cfg.text_target == "vocab_logits" else
-        losses.recon_tokens_mse_sums(aux["recon_text"], aux["text_target"],
-                                     joint["text_mask"]))
-  for m in ("audio", "vision"):
-    if f"recon_{m}" in aux:
-      sums[f"recon/{m}"] = losses.recon_frames_sums(aux[f"recon_{m}"], joint[m],
-                                                    joint[f"{m}_len"])
-  for name, (total, count) in sums.items():
+  for name, (total, count) in objective.recon_rows(aux, joint, cfg).items():
     rows[f"{name}/sum"], rows[f"{name}/count"] = total, count
   stats = (model.apply({"params": params}, aux, method=model_lib.MIRD.club_stats)
            if cfg.estimators else {})

@@ -91,6 +91,24 @@ def bottleneck_terms(outputs, labels_B, cfg, only=None) -> dict:
   return finish(bottleneck_sums(outputs, labels_B, cfg, only))
 
 
+def recon_rows(aux, joint, cfg, only=None) -> dict:
+  """Per example (sum, count) of each reconstruction term whose decoder output is in `aux`
+  (a decoder exists where its weight is non-zero); with `only`, just the names in it. The
+  training terms pool them over the batch, the diagnostics over a whole split."""
+  rows = {}
+  if "recon_text" in aux and (only is None or "recon/text" in only):
+    rows["recon/text"] = (
+        losses.recon_tokens_ce_sums(aux["recon_text"], joint["text_ids"], joint["text_mask"])
+        if cfg.text_target == "vocab_logits" else
+        losses.recon_tokens_mse_sums(aux["recon_text"], aux["text_target"],
+                                     joint["text_mask"]))
+  for m in ("audio", "vision"):
+    if f"recon_{m}" in aux and (only is None or f"recon/{m}" in only):
+      rows[f"recon/{m}"] = losses.recon_frames_sums(aux[f"recon_{m}"], joint[m],
+                                                    joint[f"{m}_len"])
+  return rows
+
+
 def term_sums(pred_B, aux, stats, joint, labels_B, cfg) -> dict:
   """The sums of every main-loss term with a non-zero weight (`cfg.terms`), by name."""
   weights = set(cfg.terms)
@@ -98,16 +116,8 @@ def term_sums(pred_B, aux, stats, joint, labels_B, cfg) -> dict:
   if "task" in weights:
     sums["task"] = losses.task_sums(pred_B[:labels_B.shape[0]], labels_B, cfg.task)
   sums.update(bottleneck_sums(aux, labels_B, cfg, only=weights))
-  if "recon/text" in weights:
-    sums["recon/text"] = losses.pooled(
-        losses.recon_tokens_ce_sums(aux["recon_text"], joint["text_ids"], joint["text_mask"])
-        if cfg.text_target == "vocab_logits" else
-        losses.recon_tokens_mse_sums(aux["recon_text"], aux["text_target"],
-                                     joint["text_mask"]))
-  for m in ("audio", "vision"):
-    if f"recon/{m}" in weights:
-      sums[f"recon/{m}"] = losses.pooled(
-          losses.recon_frames_sums(aux[f"recon_{m}"], joint[m], joint[f"{m}_len"]))
+  sums.update({name: losses.pooled(per_example)
+               for name, per_example in recon_rows(aux, joint, cfg, only=weights).items()})
   for (x, y), (mu, logvar) in stats.items():
     if f"mi/{x}_{y}" in weights:
       sums[f"mi/{x}_{y}"] = losses.club_sums(mu, logvar, aux[f"z_{y}"])
