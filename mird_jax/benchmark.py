@@ -16,10 +16,12 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines import input_pipeline
 from mird_jax import config_check
+from mird_jax import flops
 from mird_jax import models
 from mird_jax import optim
 from mird_jax import parallel
@@ -46,13 +48,9 @@ def _peak_memory() -> tuple[str, float]:
   return "host peak RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
-            budget_s: float = 120.0) -> dict:
-  """Times `repeats` steps after `warmup` on `mesh` (default: every device), stopping early
-  (after at least 3) past `budget_s` so that paper sizes on a CPU still finish; returns
-  one record (compile seconds, median step, steps/s, examples/s, peak memory, the
-  compiled step's temporary buffers)."""
-  mesh = mesh if mesh is not None else parallel.mesh_for(config)
+def compile_step(config, mesh):
+  """(compiled train step, state, labelled batch, unlabelled batch or None, compile
+  seconds): random-init params and random inputs of the configured shapes on `mesh`."""
   mdl = models.build(config)
   params = models.init_params(mdl, jax.random.key(0))
   fn, tx_main, tx_club = step_lib.jit_train_step(config, mdl, mesh)
@@ -65,10 +63,27 @@ def measure(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
   unlabeled = parallel.to_global(_random_batch(mdl.spec, u, 1, False), mesh) if u else None
   t0 = time.perf_counter()
   compiled = fn.lower(state, batch, unlabeled).compile()
-  compile_s = time.perf_counter() - t0
+  return compiled, state, batch, unlabeled, time.perf_counter() - t0
+
+
+def model_name(config) -> str:
+  return (f"mib {config.model.mib.variant}" if config.model.name == "mib" else
+          f"mird, club.steps {config.club.steps}, refresh_latents {config.club.refresh_latents}")
+
+
+def measure(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
+            budget_s: float = 120.0) -> dict:
+  """Times `repeats` steps after `warmup` on `mesh` (default: every device), stopping early
+  (after at least 3) past `budget_s` so that paper sizes on a CPU still finish; returns
+  one record (compile seconds, median step, steps/s, examples/s, peak memory, the
+  compiled step's temporary buffers, its matmul FLOP/s and their share of the devices'
+  matmul peak measured in the same run)."""
+  mesh = mesh if mesh is not None else parallel.mesh_for(config)
+  compiled, state, batch, unlabeled, compile_s = compile_step(config, mesh)
   # The program's own temporary buffers (activations kept for the backward pass and the
   # like): what gradient accumulation shrinks, measured the same way on every platform.
   temp_mib = compiled.memory_analysis().temp_size_in_bytes / 2**20
+  step_flops = flops.matmul_flops(compiled.as_text())
   times, t_start = [], time.perf_counter()
   for i in range(warmup + repeats):
     t = time.perf_counter()
@@ -80,15 +95,18 @@ def measure(config, *, mesh=None, repeats: int = 10, warmup: int = 2,
       break
   median = statistics.median(times)
   memory_kind, memory_mib = _peak_memory()
-  return {"model": (f"mib {config.model.mib.variant}" if config.model.name == "mib" else
-                    f"mird, club.steps {config.club.steps}, refresh_latents "
-                    f"{config.club.refresh_latents}"),
+  del state, batch, unlabeled  # Room for the peak's operands on an accelerator.
+  peak = flops.matmul_peak(mesh, jnp.dtype(config.model.dtype))
+  b, u = config.data.batch_size, input_pipeline.unlabeled_batch_size(config.data)
+  return {"model": model_name(config),
           "dtype": config.model.dtype, "devices": mesh.devices.size,
           "platform": mesh.devices.flat[0].platform, "labelled": b, "unlabelled": u,
           "accumulate_steps": config.optim.accumulate_steps,
           "compile_s": compile_s, "step_ms": median * 1e3, "steps_timed": len(times),
           "steps_per_s": 1 / median, "examples_per_s": (b + u) / median,
-          "peak_memory": memory_kind, "peak_memory_mib": memory_mib, "temp_mib": temp_mib}
+          "peak_memory": memory_kind, "peak_memory_mib": memory_mib, "temp_mib": temp_mib,
+          "matmul_flops": step_flops, "flops_per_s": step_flops / median,
+          "peak_flops_per_s": peak, "peak_share": step_flops / median / peak}
 
 
 def text(record: dict) -> str:
@@ -100,7 +118,11 @@ def text(record: dict) -> str:
           f"  compile {r['compile_s']:.1f} s; median step {r['step_ms']:.1f} ms over "
           f"{r['steps_timed']} ({r['steps_per_s']:.2f} steps/s, {r['examples_per_s']:.1f} "
           f"examples/s); {r['peak_memory']} {r['peak_memory_mib']:.0f} MiB, XLA temporaries "
-          f"{r['temp_mib']:.1f} MiB")
+          f"{r['temp_mib']:.1f} MiB\n"
+          f"  matmul FLOPs {r['matmul_flops']:.3g} per step (loops counted per iteration): "
+          f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s, {100 * r['peak_share']:.1f}% of a "
+          f"{r['dtype']} matmul's {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s on the same "
+          f"device(s)")
 
 
 def run(config, *, mesh=None, repeats: int = 10, warmup: int = 2,

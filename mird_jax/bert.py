@@ -86,10 +86,15 @@ class Layer(nn.Module):
     ctx = SelfAttention(cfg, self.dtype, name="attention_self")(x_BxTxH, mask_BxT, deterministic)
     attn = drop(_dense(cfg.hidden_size, self.dtype, "attention_output")(ctx))
     x = _layer_norm(cfg, self.dtype, "attention_LayerNorm")(x_BxTxH + attn)
-    inter = nn.gelu(_dense(cfg.intermediate_size, self.dtype, "intermediate")(x),
-                    approximate=False)  # Hugging Face's "gelu" is the exact erf form.
+    inter = gelu(_dense(cfg.intermediate_size, self.dtype, "intermediate")(x))
     out = drop(_dense(cfg.hidden_size, self.dtype, "output")(inter))
     return _layer_norm(cfg, self.dtype, "output_LayerNorm")(x + out)
+
+
+def gelu(x):
+  """Hugging Face's "gelu", the exact form x * Phi(x), written with erf: jax.nn.gelu's
+  erfc form is the same function (within 1e-6) but took twice as long on a CPU."""
+  return 0.5 * x * (1.0 + jax.lax.erf(x * 2 ** -0.5))
 
 
 class Bert(nn.Module):

@@ -12,8 +12,9 @@ from absl import logging
 
 from mird_jax import config_check
 
-MODES = ("train", "eval", "predict", "describe", "benchmark", "multiseed", "compare")
-NO_WORKDIR_MODES = ("describe", "benchmark", "compare")
+MODES = ("train", "eval", "predict", "describe", "benchmark", "profile", "multiseed",
+         "compare")
+NO_WORKDIR_MODES = ("describe", "benchmark", "profile", "compare")
 NO_CONFIG_MODES = ("compare",)
 
 
@@ -44,6 +45,7 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
   from mird_jax import multiseed
   from mird_jax import parallel
   from mird_jax import reporting
+  from mird_jax import step_profile
   from mird_jax import train
   # pylint: enable=g-import-not-at-top
   if mode == "describe":
@@ -53,6 +55,9 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
     records = (benchmark.sweep(config, devices) if devices else [benchmark.measure(config)])
     print(json.dumps(records, indent=2) if as_json else
           "\n".join(benchmark.text(r) for r in records))
+    return
+  if mode == "profile":
+    print(step_profile.report(config))
     return
   if not workdir:
     raise ValueError(f"--mode={mode} needs --workdir")

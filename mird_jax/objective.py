@@ -133,11 +133,12 @@ def forward_sums(params, joint, labels_B, key, *, model, cfg):
   enter as constants: the main loss never differentiates them."""
   pred, aux = model.apply({"params": params}, joint, deterministic=False, reconstruct=True,
                           rngs={"dropout": key, "sample": jax.random.fold_in(key, _SAMPLE)})
-  stats = {}
-  if cfg.constraint == "mim":  # A monitoring-only estimator stays out of the main loss.
-    frozen = jax.lax.stop_gradient(params)
-    stats = model.apply({"params": frozen}, aux, method=model_lib.MIRD.club_stats)
-  return term_sums(pred, aux, stats, joint, labels_B, cfg), aux
+  with jax.named_scope("losses"):  # The profile's label (mird_jax/step_profile.py).
+    stats = {}
+    if cfg.constraint == "mim":  # A monitoring-only estimator stays out of the main loss.
+      frozen = jax.lax.stop_gradient(params)
+      stats = model.apply({"params": frozen}, aux, method=model_lib.MIRD.club_stats)
+    return term_sums(pred, aux, stats, joint, labels_B, cfg), aux
 
 
 def main_objective(params, joint, labels_B, key, hparams, *, model, cfg):

@@ -57,4 +57,10 @@ class LSTMDecoder(nn.Module):
                    length=self.length, out_axes=1)
     _, h_BxTxZ = scan(width, self.init_scheme, self.dtype, name="lstm")(
         ((zeros, zeros), latent_BxZ), None)
-    return initializers.dense(self.out, width, self.init_scheme, self.dtype, "output")(h_BxTxZ)
+    # Applied to [B*T, Z] rows: XLA's CPU backward of a Dense over a 3-D input moves the
+    # [B, T, out] gradient through transposes, which for the vocabulary-wide text decoder
+    # cost more than its matmuls (the same values, bit for bit).
+    b, t = h_BxTxZ.shape[:2]
+    out = initializers.dense(self.out, width, self.init_scheme, self.dtype, "output")(
+        h_BxTxZ.reshape(b * t, width))
+    return out.reshape(b, t, self.out)

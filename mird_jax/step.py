@@ -141,16 +141,20 @@ def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, 
   total, terms, z, grads = accumulate.main_gradient(
       state.params, batch, unlabeled, jax.random.fold_in(key, _DROPOUT), state.hparams,
       model=model, cfg=cfg, k=cfg.accumulate)
-  directions, opt_main = tx_main.update(grads, state.opt_main, state.params)
-  updates = optim.scale(directions, state.params, state.step, state.hparams, rules)
-  params = optax.apply_updates(state.params, updates)
+  # Named scopes label the optimiser's and the estimators' ops in profiles
+  # (mird_jax/step_profile.py); they change nothing else.
+  with jax.named_scope("main_update"):
+    directions, opt_main = tx_main.update(grads, state.opt_main, state.params)
+    updates = optim.scale(directions, state.params, state.step, state.hparams, rules)
+    params = optax.apply_updates(state.params, updates)
   metrics = {"loss": total, **{f"loss/{k}": v for k, v in terms.items()},
              "grad_norm": optax.tree.norm(grads)}
   opt_club = state.opt_club
   if cfg.estimators and cfg.club_steps > 0:
-    params, opt_club, metrics["club_nll/start"], metrics["club_nll"] = _fit_estimators(
-        params, opt_club, z, batch, unlabeled, key, model=model, tx_club=tx_club, rules=rules,
-        cfg=cfg)
+    with jax.named_scope("estimator_updates"):
+      params, opt_club, metrics["club_nll/start"], metrics["club_nll"] = _fit_estimators(
+          params, opt_club, z, batch, unlabeled, key, model=model, tx_club=tx_club,
+          rules=rules, cfg=cfg)
   metrics.update({f"lr/{g}": lr for g, lr in optim.learning_rates(state.step,
                                                                    state.hparams).items()})
   new_state = TrainState(step=state.step + 1, params=params, opt_main=opt_main,

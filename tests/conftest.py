@@ -15,6 +15,8 @@ its own session fixtures; both share the cache directory.
 import os
 import tempfile
 
+from mird_jax import huge_pages  # Light: os and sys only.
+
 FAST_COMPILE_XLA_FLAGS = ("--xla_backend_optimization_level=0 "
                           "--xla_llvm_disable_expensive_passes=true "
                           "--xla_cpu_use_fusion_emitters=false")
@@ -29,6 +31,10 @@ os.environ.setdefault("MIRD_JAX_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="mird_j
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["MIRD_JAX_TEST_XLA_CACHE"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+# Huge pages for the processes started from here (pytest-xdist's workers, run.py in
+# subprocesses, which then need not re-execute themselves): mird_jax/huge_pages.py.
+os.environ["GLIBC_TUNABLES"] = (huge_pages.environment(dict(os.environ)) or
+                                os.environ)["GLIBC_TUNABLES"]
 
 import jax  # noqa: E402  (must come after the environment above)
 

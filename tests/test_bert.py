@@ -146,3 +146,10 @@ def test_pretrained_weights_fill_both_berts_or_the_shared_one(tmp_path, share):
   assert names == (["bert_l"] if share else ["bert_l", "bert_s"])
   for name in names:
     jax.tree.map(np.testing.assert_array_equal, params[name], flax.core.unfreeze(source))
+
+
+def test_gelu_is_the_exact_erf_form():
+  x = jnp.linspace(-6.0, 6.0, 1001)
+  np.testing.assert_allclose(bert.gelu(x), jax.nn.gelu(x, approximate=False), atol=2e-6)
+  # Not the tanh approximation (which differs by up to ~5e-4 around |x| = 2).
+  assert float(jnp.max(jnp.abs(bert.gelu(x) - jax.nn.gelu(x, approximate=True)))) > 1e-4

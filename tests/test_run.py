@@ -100,8 +100,42 @@ def test_benchmark_reports_compile_time_and_throughput(smoke_exp):
   assert "club.steps 2, refresh_latents False, float32" in text
   assert "batch 8 labelled + 8 unlabelled:" in text and record["accumulate_steps"] == 1
   assert "in 2 microbatches:" in benchmark.text({**record, "accumulate_steps": 2})
-  for what in ("compile", "median step", "steps/s", "examples/s", "peak", "XLA temporaries"):
+  for what in ("compile", "median step", "steps/s", "examples/s", "peak", "XLA temporaries",
+               "matmul FLOPs", "GFLOP/s", "% of a float32 matmul's"):
     assert what in text, text
+  # FLOP/s: the step's matmul FLOPs (loops per iteration) over its median time, held
+  # against a matmul's measured in the same run.
+  assert record["matmul_flops"] > 0 and record["peak_flops_per_s"] > 0
+  assert record["flops_per_s"] == pytest.approx(record["matmul_flops"] / record["step_ms"] * 1e3)
+  assert record["peak_share"] == pytest.approx(record["flops_per_s"] / record["peak_flops_per_s"])
+
+
+def test_profile_attributes_the_smoke_step(smoke_exp):
+  """Every MIRD component shows up with time of its own; every matmul the program runs is
+  seen by the trace, once per loop iteration (the traced FLOPs equal the HLO's count)."""
+  from mird_jax import benchmark  # pylint: disable=g-import-not-at-top
+  from mird_jax import flops  # pylint: disable=g-import-not-at-top
+  from mird_jax import step_profile  # pylint: disable=g-import-not-at-top
+  # The benchmark above compiled the same program: this compile is a cache hit.
+  compiled, state, batch, unlabeled, _ = benchmark.compile_step(smoke_exp.config,
+                                                                smoke_exp.mesh)
+  result = step_profile.profile(compiled, state, batch, unlabeled, steps=1)
+  components = {c for c, _ in result["ms"]}
+  for name in ("BERT_l (text)", "BERT_s (agnostic)", "WSA fusion", "audio LSTM encoder",
+               "vision LSTM encoder", "text LSTM decoder", "audio LSTM decoder",
+               "vision LSTM decoder", "losses", "optimiser update", "estimator updates",
+               "dropout random bits"):
+    assert name in components and sum(
+        ms for (c, _), ms in result["ms"].items() if c == name) > 0, name
+  assert result["ms"][("BERT_l (text)", "backward")] > 0
+  total = sum(result["ms"].values())
+  assert sum(ms for (c, _), ms in result["ms"].items()
+             if c == step_profile.OTHER) < 0.25 * total
+  assert sum(result["matmul_flops"].values()) == pytest.approx(
+      flops.matmul_flops(compiled.as_text()), rel=1e-9)
+  text = step_profile.text(result, "smoke")
+  assert "| BERT_l (text) |" in text and "matmul GFLOP/s" in text
+  assert 0 < result["wall_ms"] < float("inf")
 
 
 def test_missing_workdir_is_named():

@@ -34,6 +34,31 @@ def test_sparsemax_is_a_sparse_distribution_along_any_axis():
   assert np.all(np.isfinite(np.asarray(grad)))
 
 
+def _sorted_sparsemax(z):
+  """The textbook algorithm (sort, cumulative sums, largest k with 1 + k z_(k) > cumsum)."""
+  z_sorted = -np.sort(-z, axis=-1)
+  cumsum = np.cumsum(z_sorted, axis=-1)
+  k = np.arange(1, z.shape[-1] + 1)
+  k_z = np.sum(1 + k * z_sorted > cumsum, axis=-1, keepdims=True)
+  tau = (np.take_along_axis(cumsum, k_z - 1, axis=-1) - 1) / k_z
+  return np.maximum(z - tau, 0.0)
+
+
+@pytest.mark.parametrize("scale", [0.01, 3.0, 300.0])
+def test_sparsemax_equals_the_sorted_algorithm_and_its_jacobian(scale):
+  # Scores as small, medium and large as attention logits get; 400 frames as MIRD's audio.
+  z = np.asarray(jax.random.normal(jax.random.key(2), (6, 400)), np.float64) * scale
+  p = np.asarray(sparsemax(jnp.asarray(z, jnp.float32)))
+  np.testing.assert_allclose(p, _sorted_sparsemax(z), atol=2e-6 * max(scale, 1))
+  # Jacobian on the support S: d p / d z = diag(s) - s s^T / |S|, so the gradient of
+  # sum(p * w) is s * (w - mean of w over S).
+  w = np.asarray(jax.random.normal(jax.random.key(3), z.shape))
+  grad = jax.jit(jax.grad(lambda x: (wsa.sparsemax(x) * w).sum()))(jnp.asarray(z, jnp.float32))
+  s = (_sorted_sparsemax(z) > 0).astype(np.float64)
+  mean_w = (s * w).sum(-1, keepdims=True) / s.sum(-1, keepdims=True)
+  np.testing.assert_allclose(grad, s * (w - mean_w), atol=1e-5)
+
+
 def test_masked_entries_get_exactly_zero_and_do_not_matter():
   z = jnp.array([[0.3, 5.0, 0.1, 9.0]])
   mask = jnp.array([[True, False, True, False]])
