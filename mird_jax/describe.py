@@ -19,7 +19,8 @@ def abstract_params(config):
 
 
 def forward_flops(mdl, params, batch_size: int) -> float:
-  """FLOPs of one training-mode forward (latents, prediction, reconstructions) from XLA."""
+  """FLOPs of one training-mode forward (latents, prediction, reconstructions) from XLA
+  (a loop body, the LSTMs' included, counted once: mird_jax/flops.py counts per iteration)."""
   batch = jax.eval_shape(lambda: models.dummy_batch(mdl.spec, batch_size))
 
   def forward(p, b, rng):
@@ -46,5 +47,7 @@ def describe(config, with_flops: bool = True) -> str:
     flops = forward_flops(mdl, params, b)
     what = (f"{config.model.name} {config.model.mib.variant}" if config.model.name == "mib"
             else f"mird, text reconstruction target {config.model.text_recon_target}")
-    lines.append(f"forward FLOPs at batch {b} (labelled + unlabelled), {what}: {flops:.4g}")
+    lines.append(f"forward FLOPs at batch {b} (labelled + unlabelled), {what}: {flops:.4g} "
+                 "(XLA cost analysis: loop bodies counted once; --mode=benchmark counts every "
+                 "iteration of the compiled step)")
   return "\n".join(lines)

@@ -44,10 +44,11 @@ def _sorted_sparsemax(z):
   return np.maximum(z - tau, 0.0)
 
 
+@pytest.mark.parametrize("frames", [9, 400])  # Sorted (short rows) and bisected (long).
 @pytest.mark.parametrize("scale", [0.01, 3.0, 300.0])
-def test_sparsemax_equals_the_sorted_algorithm_and_its_jacobian(scale):
+def test_sparsemax_equals_the_sorted_algorithm_and_its_jacobian(scale, frames):
   # Scores as small, medium and large as attention logits get; 400 frames as MIRD's audio.
-  z = np.asarray(jax.random.normal(jax.random.key(2), (6, 400)), np.float64) * scale
+  z = np.asarray(jax.random.normal(jax.random.key(2), (6, frames)), np.float64) * scale
   p = np.asarray(sparsemax(jnp.asarray(z, jnp.float32)))
   np.testing.assert_allclose(p, _sorted_sparsemax(z), atol=2e-6 * max(scale, 1))
   # Jacobian on the support S: d p / d z = diag(s) - s s^T / |S|, so the gradient of
@@ -57,6 +58,19 @@ def test_sparsemax_equals_the_sorted_algorithm_and_its_jacobian(scale):
   s = (_sorted_sparsemax(z) > 0).astype(np.float64)
   mean_w = (s * w).sum(-1, keepdims=True) / s.sum(-1, keepdims=True)
   np.testing.assert_allclose(grad, s * (w - mean_w), atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [9, 400])
+def test_sparsemax_masks_on_both_paths(frames):
+  """Rows of different valid lengths, huge scores in the padding, a row with none valid."""
+  z = np.asarray(jax.random.normal(jax.random.key(4), (4, frames)), np.float32) * 2
+  lengths = np.array([frames, frames // 2, 1, 0])
+  mask = np.arange(frames)[None, :] < lengths[:, None]
+  p = np.asarray(sparsemax(jnp.asarray(np.where(mask, z, 1e4)), jnp.asarray(mask)))
+  assert np.all(p[~mask] == 0.0) and np.all(p[3] == 0.0)
+  for row, n in enumerate(lengths[:3]):
+    np.testing.assert_allclose(p[row, :n], _sorted_sparsemax(z[row, :n].astype(np.float64)),
+                               atol=2e-6)
 
 
 def test_masked_entries_get_exactly_zero_and_do_not_matter():
