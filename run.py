@@ -7,6 +7,8 @@ r"""Entry point: parses flags and hands off to mird_jax. The only file that defi
   python run.py --mode=compare --workdirs=DIR1,DIR2,... [--reference=DIR1]
 """
 
+import errno
+import pathlib
 import sys
 
 from absl import app
@@ -17,6 +19,7 @@ from ml_collections import config_flags
 # and the config have been checked.
 from data_pipelines.checks import DataError
 from mird_jax import config_check
+from mird_jax import errors
 from mird_jax import huge_pages
 from mird_jax import main as mird_main
 
@@ -65,6 +68,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except OSError as e:  # Config file missing or unreadable.
     sys.exit(f"run.py: --config={flags.FLAGS['config'].config_filename}: cannot load it: "
              f"{_last_line(e)}")
+  except SyntaxError as e:  # The config file is not valid Python (raised while parsing).
+    sys.exit(f"run.py: --config: {e.filename}, line {e.lineno}: {e.msg}: "
+             f"{(e.text or '').strip()}")
   except (KeyError, AttributeError) as e:  # A --config.* override names no key.
     msg = e
     while isinstance(msg, BaseException) and msg.args:
@@ -80,11 +86,29 @@ def _parse_flags(argv: list[str]) -> list[str]:
              "such as 1,2,4,8")
   if _MODE.value not in mird_main.NO_WORKDIR_MODES and not _WORKDIR.value:
     sys.exit(f"run.py: --mode={_MODE.value} needs --workdir")
+  if _WORKDIR.value:
+    _check_workdir_path(_WORKDIR.value)
   try:
     config_check.validate(_CONFIG.value)
   except config_check.ConfigError as e:
     sys.exit(f"run.py: {e}")
   return args
+
+
+def _check_workdir_path(workdir: str) -> None:
+  """A workdir that is, or lies under, an existing file cannot be made: say so now."""
+  path = pathlib.Path(workdir)
+  for p in (path, *path.parents):
+    if p.exists():
+      if not p.is_dir():
+        where = "is an existing file" if p == path else f"lies under {p}, which is a file"
+        sys.exit(f"run.py: --workdir={workdir} {where}; name a directory")
+      return
+
+
+# Errors of the machine, not of the run: said in one line; nothing committed is lost.
+_SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                  errno.EIO)
 
 
 def _first_line(text) -> str:
@@ -104,9 +128,16 @@ def _main(argv):
     mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value, split=_SPLIT.value,
                   step=_STEP.value, input_path=_INPUT.value,
                   devices=[int(d) for d in _DEVICES.value or []], as_json=_JSON.value)
-  # Bad input files, or a config that does not fit the data or the devices: one line.
-  except (DataError, FileNotFoundError, config_check.ConfigError) as e:
+  # Bad input files, a config that does not fit the data or the devices, a workdir that
+  # cannot go on as asked, a loss that went non-finite: one line.
+  except (DataError, FileNotFoundError, config_check.ConfigError, errors.RunError,
+          FloatingPointError) as e:
     sys.exit(f"run.py: {e}")
+  except OSError as e:
+    if e.errno not in _SYSTEM_ERRNOS:
+      raise
+    sys.exit(f"run.py: {e}; the run is kept up to its last committed checkpoint: fix this, "
+             "then run the same command to resume")
 
 
 if __name__ == "__main__":

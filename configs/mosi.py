@@ -33,6 +33,10 @@ def _data() -> ConfigDict:
   d.metric_dataset = "mosi"  # Which metric suite: mosi | mosei | sims.
   d.label_min = -3.0
   d.label_max = 3.0
+  # Largest |feature value| accepted (after non-finite values are zeroed): a file with a
+  # larger one stops before any work, since squares of such values overflow float32 in
+  # the reconstruction losses. Real COVAREP/Facet/OpenFace features stay below ~1e4.
+  d.max_abs_feature = 1e6
   # Padded lengths and feature dims are fixed per dataset so the step compiles once.
   d.text_len = 50
   d.audio_len = 375  # MOSI unaligned COVAREP frames.
@@ -182,6 +186,11 @@ def _train() -> ConfigDict:
   t.select_mode = "min"  # min | max.
   t.log_every_steps = 20
   t.keep_checkpoints = 2  # "latest" checkpoints kept; the best one is kept separately.
+  # How a rerun starts in a workdir that holds a run (mird_jax/restart.py): auto (resume
+  # from the last committed step) | from_scratch (move that run to DIR/discarded/<n>/ and
+  # train again) | a step number in ckpt/ (resume from that older checkpoint). Not part of
+  # the run's identity: any rerun may set it.
+  t.restart = "auto"
   t.distributed = False  # True calls jax.distributed.initialize() (TPU pods, GPU clusters).
   # Devices to train on: 0 = every device of every host; N = the first N devices of this
   # (single) host, e.g. 1 to reproduce a one-device run exactly on a multi-device machine.

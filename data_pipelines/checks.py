@@ -68,6 +68,23 @@ def check_count(arr: np.ndarray, n: int, at: str) -> None:
     raise fail(at, f"{n} examples (as in the split's other keys)", f"{arr.shape[0]}")
 
 
+def non_empty(n: int, at: str) -> None:
+  if n == 0:
+    raise DataError(f"{at}: the split has no examples; every split needs at least one")
+
+
+def magnitude(arr: np.ndarray, limit: float, at: str) -> None:
+  """Refuses finite values so large that training overflows float32 (squares and sums of
+  them in the losses), before any work."""
+  if arr.size and limit:
+    peak = float(np.max(np.abs(arr)))
+    if peak > limit:
+      index = np.unravel_index(int(np.argmax(np.abs(arr))), arr.shape)
+      raise fail(at, f"feature values within +-{limit:g} (data.max_abs_feature)",
+                 f"{arr[index]:g} at index {tuple(int(i) for i in index)}; rescale the "
+                 "features (or raise the limit if they are meant to be that large)")
+
+
 def zero_non_finite(arr: np.ndarray) -> tuple[np.ndarray, int]:
   """Replaces NaN and +-inf (MMSA audio has -inf) by 0; returns the count replaced."""
   bad = ~np.isfinite(arr)
@@ -96,7 +113,12 @@ def lengths(value, frames: np.ndarray, at: str) -> np.ndarray:
 
 
 def labels(value, n: int, lo: float, hi: float, at: str) -> np.ndarray:
-  arr = np.asarray(value, dtype=np.float64)
+  try:
+    arr = np.asarray(value, dtype=np.float64)
+  except (ValueError, TypeError) as e:  # Words ("pos"), or ragged lists.
+    sample = np.asarray(value, dtype=object).reshape(-1)[:1]
+    raise fail(at, "numeric labels", f"values that are not numbers, such as "
+               f"{sample[0]!r} ({type(e).__name__})" if sample.size else "no values") from e
   if arr.size != n or (arr.ndim > 1 and set(arr.shape[1:]) != {1}):
     raise fail(at, f"{n} scalar labels, shape ({n},) or ({n}, 1)", f"shape {arr.shape}")
   arr = arr.reshape(-1)

@@ -146,18 +146,21 @@ def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
 
 
 class Streams:
-  """Everything the trainer reads, built from the config, for one host of `process_count`."""
+  """Everything the trainer reads, built from the config, for one host of `process_count`;
+  with `training` False only the eval batches (no train or unlabelled stream)."""
 
-  def __init__(self, config, sources: dict, *, process_index: int, process_count: int):
+  def __init__(self, config, sources: dict, *, process_index: int, process_count: int,
+               training: bool = True):
     d = config.data
     self.sources = sources
     self.options = read_options(d)
     host = dict(process_index=process_index, process_count=process_count)
+    training = training and "train" in sources
     self.train = (TrainStream(sources["train"], d.batch_size, config.seed, self.options, **host)
-                  if "train" in sources else None)
+                  if training else None)
     self.unlabeled = None
     n_unlabeled = unlabeled_batch_size(d)
-    if n_unlabeled > 0 and "train" in sources:
+    if n_unlabeled > 0 and training:
       if len(sources.get("unlabeled", ())) == 0:
         raise checks.DataError(
             f"data.unlabeled_ratio={d.unlabeled_ratio} asks for unlabelled examples, but the "

@@ -33,7 +33,10 @@ def _example(ex, i: int, at: str):
     raise checks.fail(where, "as many visual and acoustic rows as words",
                       f"{len(words)} words, {len(visual)} visual rows, "
                       f"{len(acoustic)} acoustic rows")
-  label = np.asarray(label, np.float64)
+  try:
+    label = np.asarray(label, np.float64)
+  except (TypeError, ValueError) as e:
+    raise checks.fail(f"{where}, label", "a number", f"{label!r} ({type(e).__name__})") from e
   if label.size != 1:
     raise checks.fail(f"{where}, label", "one value (shape (), (1,) or (1, 1))",
                       f"shape {label.shape}")
@@ -51,7 +54,7 @@ def _dims(examples, want: int | None, index: int, name: str, at: str) -> int:
 
 
 def canonical_split(examples, path, split: str, dims, label_range, tokenizer,
-                    vocab_size: int | None = None):
+                    vocab_size: int | None = None, max_abs_feature: float = 0.0):
   """One split's list -> (canonical arrays, stats); `dims` an example.Dims (None fields are
   taken from the file)."""
   at = checks.where(path, split)
@@ -91,6 +94,8 @@ def canonical_split(examples, path, split: str, dims, label_range, tokenizer,
     ids.append(segment)
   out["audio"], bad_a = checks.zero_non_finite(out["audio"])
   out["vision"], bad_v = checks.zero_non_finite(out["vision"])
+  checks.magnitude(out["audio"], max_abs_feature, f"{at}, acoustic")
+  checks.magnitude(out["vision"], max_abs_feature, f"{at}, visual")
   if vocab_size is not None and out["text_ids"].max() >= vocab_size:
     raise checks.fail(at, f"token ids < vocabulary size {vocab_size}",
                       f"id {out['text_ids'].max()}")
@@ -99,5 +104,5 @@ def canonical_split(examples, path, split: str, dims, label_range, tokenizer,
   out["label"] = checks.labels(labels, n, *label_range, f"{at}, labels")
   out["id"] = checks.unique_ids(ids, n, f"{at}, segment ids")
   stats = {"n": n, "text_source": "words (WordPiece, features repeated per piece)",
-           "non_finite": {"audio": bad_a, "vision": bad_v}}
+           "non_finite": {"audio": bad_a, "vision": bad_v}, "unused_keys": []}
   return out, stats

@@ -34,12 +34,13 @@ class ReadSpec:
   label_min: float = -3.0
   label_max: float = 3.0
   vocab_size: int | None = None
+  max_abs_feature: float = 1e6  # data.max_abs_feature; 0 = not checked.
 
   @classmethod
   def from_config(cls, config) -> "ReadSpec":
     vocab = None if config.bert.pretrained else config.bert.random.vocab_size
     return cls(example.Dims.from_config(config.data), config.data.label_min,
-               config.data.label_max, vocab)
+               config.data.label_max, vocab, config.data.max_abs_feature)
 
 
 def detect_format(obj) -> str:
@@ -59,16 +60,31 @@ def detect_format(obj) -> str:
   return "unknown"
 
 
-def _frames(raw, key, n, t, d, at):
-  arr = checks.array(raw[key], checks.where(at, key=key), 3)
+def _frames(raw, key, n, t, d, at, max_abs):
+  where = checks.where(at, key=key)
+  arr = checks.array(raw[key], where, 3)
   if n is not None:
-    checks.check_count(arr, n, checks.where(at, key=key))
-  checks.check_dim(arr, 1, t, checks.where(at, key=key), "padded length")
-  checks.check_dim(arr, 2, d, checks.where(at, key=key), "feature dim")
-  return checks.zero_non_finite(arr)
+    checks.check_count(arr, n, where)
+  else:
+    checks.non_empty(arr.shape[0], at)
+  checks.check_dim(arr, 1, t, where, "padded length")
+  checks.check_dim(arr, 2, d, where, "feature dim")
+  arr, bad = checks.zero_non_finite(arr)
+  checks.magnitude(arr, max_abs, where)
+  return arr, bad
 
 
 _KEYS = {"mmsa": ("vision", "regression_labels"), "mird": ("video", "labels")}
+# Keys the readers use in either layout, and the MMSA release's other keys (unused here).
+_READ = ("audio", "audio_lengths", "vision_lengths", "id", "text_bert", "raw_text")
+_MMSA_OTHER = ("text", "annotations", "classification_labels") + tuple(
+    f"{k}_{m}" for k in ("regression_labels", "classification_labels") for m in "TAV")
+
+
+def unused_keys(raw: dict, fmt: str) -> list[str]:
+  """Keys of a split (or pool) that no reader of `fmt` knows: reported, not read."""
+  known = set(_READ) | set(_KEYS[fmt]) | (set(_MMSA_OTHER) if fmt == "mmsa" else set())
+  return sorted(str(k) for k in raw if k not in known)
 
 
 def canonical_split(raw: dict, path, split: str, spec: ReadSpec, tokenizer, labelled: bool,
@@ -80,9 +96,11 @@ def canonical_split(raw: dict, path, split: str, spec: ReadSpec, tokenizer, labe
   vision_key, label_key = _KEYS[fmt]
   checks.require_keys(raw, ["audio", vision_key] + ([label_key] if labelled else []), at)
   dims = spec.dims
-  audio, bad_a = _frames(raw, "audio", None, dims.audio_len, dims.audio_dim, at)
+  audio, bad_a = _frames(raw, "audio", None, dims.audio_len, dims.audio_dim, at,
+                         spec.max_abs_feature)
   n = audio.shape[0]
-  vision, bad_v = _frames(raw, vision_key, n, dims.vision_len, dims.vision_dim, at)
+  vision, bad_v = _frames(raw, vision_key, n, dims.vision_len, dims.vision_dim, at,
+                          spec.max_abs_feature)
   out = {
       "audio": audio,
       "audio_len": checks.lengths(raw.get("audio_lengths"), audio,
@@ -100,10 +118,14 @@ def canonical_split(raw: dict, path, split: str, spec: ReadSpec, tokenizer, labe
     out["label"] = np.zeros(n, np.float32)
   out["id"] = (checks.unique_ids(raw["id"], n, checks.where(path, split, "id")) if "id" in raw
                else np.array([example.positional_id(split, i) for i in range(n)], object))
-  stats = {"n": n, "text_source": source, "non_finite": {"audio": bad_a, "vision": bad_v}}
+  stats = {"n": n, "text_source": source, "non_finite": {"audio": bad_a, "vision": bad_v},
+           "unused_keys": unused_keys(raw, fmt)}
   if bad_a or bad_v:
     logging.warning("%s: replaced non-finite feature values by 0: audio %d, vision %d", at,
                     bad_a, bad_v)
+  if stats["unused_keys"]:
+    logging.warning("%s: ignoring keys that are not part of the %s layout: %s", at, fmt,
+                    ", ".join(stats["unused_keys"]))
   return out, stats
 
 
@@ -112,7 +134,7 @@ def labelled_splits(obj, path, spec: ReadSpec, tokenizer, fmt: str):
   if fmt == "mag":
     return {name: mag.canonical_split(obj[key], path, key, spec.dims,
                                       (spec.label_min, spec.label_max), tokenizer,
-                                      spec.vocab_size)
+                                      spec.vocab_size, spec.max_abs_feature)
             for key, name in mag.SPLITS.items()}
   return {name: canonical_split(obj[name], path, name, spec, tokenizer, True, fmt)
           for name in SPLITS}

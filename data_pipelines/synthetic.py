@@ -11,6 +11,10 @@ Writes into DIR:
                     which has no pool of its own)
   factors.npz       the ground-truth factors of every example, keyed by id
   vocab.txt         the WordPiece vocabulary of the transcripts (BERT's special ids)
+  synthetic_files.json  what the generator wrote there (name -> SHA-256)
+The generator replaces only files it wrote itself (listed in synthetic_files.json, unchanged
+since): any other file of those names stops it with a DataError naming the file, so a
+folder holding the user's own data is never overwritten.
 
 Generative model, per example (all factors standard normal):
   s            shared sentiment, present in every modality
@@ -26,11 +30,15 @@ words" from buckets ordered by s + p_t, "nuisance words" by n_t, and filler word
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import pathlib
 import pickle
+import sys
 
 import numpy as np
 
+from data_pipelines import checks
 from data_pipelines import example
 
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
@@ -215,32 +223,69 @@ def _to_mag(split):
   return examples
 
 
+MANIFEST = "synthetic_files.json"
+_PENDING = "being written"  # A file the generator had started to write when it stopped.
+# Marks folders generated before the manifest existed (tfds_builders writes it there).
+_LEGACY_MARKER = "synthetic_spec.json"
+
+
+def _sha256(path: pathlib.Path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _claim(out: pathlib.Path, names: list[str]) -> dict[str, str]:
+  """The manifest with `names` marked as being written, once none of them is a file the
+  generator did not write; raises DataError naming the first such file."""
+  path = out / MANIFEST
+  manifest = json.loads(path.read_text()) if path.is_file() else {}
+  legacy = not manifest and (out / _LEGACY_MARKER).is_file()
+  for name in names:
+    target = out / name
+    if target.exists() and not legacy and manifest.get(name) not in (_PENDING,
+                                                                       _sha256(target)):
+      raise checks.DataError(
+          f"{target}: exists and was not written by the synthetic generator (or was changed "
+          "since); it writes only files it owns: name an empty folder (data.manual_dir, or "
+          "--out), or move the file away")
+  manifest.update({name: _PENDING for name in names})
+  _replace(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+  return manifest
+
+
+def _replace(path: pathlib.Path, data: bytes) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_bytes(data)
+  tmp.replace(path)
+
+
 def write(spec: SyntheticSpec, out: str | pathlib.Path, fmt: str = "mmsa") -> dict[str, str]:
   """Writes the files listed in the module docstring; returns {role: path}."""
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
+  names = {"mmsa": "unaligned_50.pkl", "mird": "mird.pkl", "mag": "mosi.pkl"}
+  if fmt not in names:
+    raise ValueError(f"unknown synthetic format {fmt!r}; expected mmsa, mird or mag")
+  files = {"labelled": out / names[fmt], "unlabeled": out / "unlabeled.pkl",
+           "factors": out / "factors.npz", "vocab": out / "vocab.txt"}
+  manifest = _claim(out, [p.name for p in files.values()])
   mmsa, pool, factors = generate(spec)
   labelled = mmsa
-  if fmt == "mmsa":
-    files = {"labelled": out / "unaligned_50.pkl", "unlabeled": out / "unlabeled.pkl"}
-  elif fmt == "mird":
-    files = {"labelled": out / "mird.pkl", "unlabeled": out / "unlabeled.pkl"}
+  if fmt == "mird":
     labelled = {k: _to_mird(v, True) for k, v in mmsa.items()}
     pool = _to_mird(pool, False)
   elif fmt == "mag":
-    files = {"labelled": out / "mosi.pkl", "unlabeled": out / "unlabeled.pkl"}
     labelled = {"train": _to_mag(mmsa["train"]), "dev": _to_mag(mmsa["valid"]),
                 "test": _to_mag(mmsa["test"])}
-  else:
-    raise ValueError(f"unknown synthetic format {fmt!r}; expected mmsa, mird or mag")
   for role, obj in (("labelled", labelled), ("unlabeled", pool)):
-    tmp = files[role].with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-      pickle.dump(obj, f, protocol=4)
-    tmp.replace(files[role])
-  _write_factors(out / "factors.npz", mmsa if fmt == "mag" else labelled, pool, factors)
-  (out / "vocab.txt").write_text("\n".join(vocab_tokens(spec.vocab_size)) + "\n")
-  files.update(factors=out / "factors.npz", vocab=out / "vocab.txt")
+    _replace(files[role], pickle.dumps(obj, protocol=4))
+  _write_factors(files["factors"], mmsa if fmt == "mag" else labelled, pool, factors)
+  _replace(files["vocab"], ("\n".join(vocab_tokens(spec.vocab_size)) + "\n").encode())
+  manifest.update({p.name: _sha256(p) for p in files.values()})
+  _replace(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
   return {k: str(v) for k, v in files.items()}
 
 
@@ -251,11 +296,13 @@ def _write_factors(path, labelled, pool, factors):
   cat = lambda key: np.concatenate([factors[n][key] for n in names])
   n_per = [len(factors[n]["shared"]) for n in names]
   # The MIRD layout has no ids: its readers number examples with example.positional_id.
-  np.savez(path, id=np.concatenate([ids[n] if len(ids[n]) else
+  tmp = path.with_name(path.name + ".tmp.npz")
+  np.savez(tmp, id=np.concatenate([ids[n] if len(ids[n]) else
                                     np.array([example.positional_id(n, i) for i in range(k)])
                                     for n, k in zip(names, n_per)]).astype(str),
            split=np.repeat(names, n_per), shared=cat("shared"), private=cat("private"),
            nuisance=cat("nuisance"), label_clean=cat("label_clean"))
+  tmp.replace(path)
 
 
 def main(argv=None):
@@ -266,7 +313,11 @@ def main(argv=None):
     parser.add_argument(f"--{field.name}", type=field.type, default=field.default)
   args = vars(parser.parse_args(argv))
   out, fmt = args.pop("out"), args.pop("format")
-  for role, path in write(SyntheticSpec(**args), out, fmt).items():
+  try:
+    written = write(SyntheticSpec(**args), out, fmt)
+  except checks.DataError as e:
+    sys.exit(f"synthetic: {e}")
+  for role, path in written.items():
     print(f"{role}: {path}")
 
 

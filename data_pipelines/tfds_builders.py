@@ -36,6 +36,7 @@ class MirdBuilderConfig(tfds.core.BuilderConfig):
   label_max: float = 3.0
   tokenizer: str = ""  # bert.path: re-tokenises raw_text when text_bert does not match.
   vocab_size: int = 0  # 0: not checked (pretrained tokenizer); else ids must be below it.
+  max_abs_feature: float = 1e6  # Larger |feature values| stop the build (data.max_abs_feature).
   synthetic_json: str = ""  # synthetic_mosi only: the SyntheticSpec as JSON.
   fingerprint: str = ""  # Size and mtime of the raw files, so a changed file rebuilds.
 
@@ -73,7 +74,8 @@ class _MirdBuilder(tfds.core.ShardBasedBuilder, skip_registration=True):
   def _shard_iterators_per_split(self, dl_manager):
     cfg = self.builder_config
     raw = self._raw_dir(dl_manager)
-    spec = readers.ReadSpec(cfg.dims(), cfg.label_min, cfg.label_max, cfg.vocab_size or None)
+    spec = readers.ReadSpec(cfg.dims(), cfg.label_min, cfg.label_max, cfg.vocab_size or None,
+                            cfg.max_abs_feature)
     tokenizer = text.load_tokenizer(cfg.tokenizer)
     splits, _, _ = readers.read_labelled(raw / cfg.file, spec, tokenizer, cfg.fmt)
     if cfg.unlabeled_file:
@@ -143,7 +145,8 @@ class SyntheticMosi(_MirdBuilder):
 
 
 def ensure_synthetic(raw: pathlib.Path, cfg: MirdBuilderConfig) -> None:
-  """Generates the synthetic files into `raw` unless the same spec is already there."""
+  """Generates the synthetic files into `raw` unless the same spec is already there. The
+  generator refuses to replace a file it did not write (synthetic.write)."""
   spec = synthetic.SyntheticSpec(**json.loads(cfg.synthetic_json))
   marker = raw / "synthetic_spec.json"
   if marker.exists() and marker.read_text() == cfg.synthetic_json and (raw / cfg.file).exists():
@@ -171,7 +174,8 @@ def config_for(config, manual_dir: pathlib.Path) -> MirdBuilderConfig:
       audio_len=d.audio_len, audio_dim=d.audio_dim, vision_len=d.vision_len,
       vision_dim=d.vision_dim, label_min=d.label_min, label_max=d.label_max,
       tokenizer=config.bert.path,
-      vocab_size=0 if config.bert.pretrained else config.bert.random.vocab_size)
+      vocab_size=0 if config.bert.pretrained else config.bert.random.vocab_size,
+      max_abs_feature=d.max_abs_feature)
   if d.name == "synthetic_mosi":
     fields["synthetic_json"] = json.dumps(dataclasses.asdict(
         synthetic.SyntheticSpec.from_config(d)), sort_keys=True)

@@ -1,6 +1,11 @@
 r"""Inspects a feature file: format, splits, dims, lengths, labels, non-finite values, SHA-256.
 
-  python -m data_pipelines.verify PATH [--tokenizer DIR]
+  python -m data_pipelines.verify PATH [--tokenizer DIR] [--vocab-size N]
+
+Exits 1 with one line naming the split and key at fault when the file cannot be trained on:
+a bad format or value, an empty split, splits whose padded lengths or feature dims differ,
+token ids outside the vocabulary (--vocab-size, or the tokenizer's). Keys that no reader
+uses are listed, not read.
 
 PATH is unpickled: pickles run code when loaded, so only pass files you trust.
 """
@@ -45,6 +50,8 @@ def _summary(v: np.ndarray) -> str:
 
 def _describe_split(name, split, stats, labelled) -> list[str]:
   lines = [f"split {name}: {stats['n']} examples"]
+  if stats["unused_keys"]:
+    lines.append(f"  unused keys (not read): {', '.join(stats['unused_keys'])}")
   tokens = split["text_mask"].sum(1)
   lines.append(f"  text: T={split['text_ids'].shape[1]} (from {stats['text_source']}), "
                f"tokens {_summary(tokens)}")
@@ -61,7 +68,20 @@ def _describe_split(name, split, stats, labelled) -> list[str]:
   return lines
 
 
-def describe(path, tokenizer=None, label_range=(-3.0, 3.0)) -> list[str]:
+def check_consistent(path, splits: dict) -> None:
+  """Every split has the first one's padded lengths and feature dims (training needs it)."""
+  first = next(iter(splits))
+  for name, split in splits.items():
+    for key, axes in (("text_ids", "padded length"), ("audio", "(padded length, feature dim)"),
+                      ("vision", "(padded length, feature dim)")):
+      want, got = splits[first][key].shape[1:], split[key].shape[1:]
+      if got != want:
+        raise checks.fail(checks.where(path, name, key), f"{axes} {want} as in split "
+                          f"'{first}'", f"{got}")
+
+
+def describe(path, tokenizer=None, label_range=(-3.0, 3.0),
+             vocab_size: int | None = None) -> list[str]:
   path = pathlib.Path(path)
   digest = sha256(path)
   lines = [f"file: {path} ({path.stat().st_size} bytes)",
@@ -69,10 +89,14 @@ def describe(path, tokenizer=None, label_range=(-3.0, 3.0)) -> list[str]:
   obj = checks.load_pickle(path)
   fmt = readers.detect_format(obj)
   lines.append(f"format: {fmt}")
-  spec = readers.ReadSpec(label_min=label_range[0], label_max=label_range[1])
+  if vocab_size is None and tokenizer is not None:
+    vocab_size = len(tokenizer)
+  spec = readers.ReadSpec(label_min=label_range[0], label_max=label_range[1],
+                          vocab_size=vocab_size)
   if fmt in readers.FORMATS:
-    for name, (split, stats) in readers.labelled_splits(obj, path, spec, tokenizer,
-                                                        fmt).items():
+    read = readers.labelled_splits(obj, path, spec, tokenizer, fmt)
+    check_consistent(path, {name: split for name, (split, _) in read.items()})
+    for name, (split, stats) in read.items():
       lines += _describe_split(name, split, stats, True)
   elif fmt == "pool":
     split, stats = readers.canonical_split(obj, path, "unlabeled", spec, tokenizer, False)
@@ -89,9 +113,12 @@ def main(argv=None) -> int:
   parser.add_argument("--tokenizer", default="",
                       help="tokenizer dir, for raw_text-only and MAG-BERT (word) files")
   parser.add_argument("--label_range", type=float, nargs=2, default=(-3.0, 3.0))
+  parser.add_argument("--vocab-size", "--vocab_size", type=int, default=None,
+                      help="token ids must be below it (default: the tokenizer's size)")
   args = parser.parse_args(argv)
   try:
-    lines = describe(args.path, text.load_tokenizer(args.tokenizer), tuple(args.label_range))
+    lines = describe(args.path, text.load_tokenizer(args.tokenizer), tuple(args.label_range),
+                     args.vocab_size)
   except (checks.DataError, FileNotFoundError) as e:
     print(f"verify: {e}", file=sys.stderr)
     return 1

@@ -4,6 +4,8 @@ Light on purpose (no JAX, no TFDS): run.py calls `validate` right after its flag
 Every error names the key, the value found and what is allowed.
 """
 
+import math
+
 from data_pipelines import readers
 from mird_jax import metrics
 
@@ -32,7 +34,8 @@ _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.a
              "model.lstm_hidden", "model.regressor_hidden", "club.hidden", "train.epochs",
              "train.patience", "train.log_every_steps", "train.keep_checkpoints",
              "diagnostics.knn_k", "model.mib.width", "model.mib.bottleneck",
-             "model.mib.hidden", "model.mib.heads", "model.mib.layers", "optim.accumulate_steps")
+             "model.mib.hidden", "model.mib.heads", "model.mib.layers", "optim.accumulate_steps",
+             "num_seeds", "data.max_abs_feature")
 _NON_NEGATIVE = ("train.num_devices", "diagnostics.knn_dims", "data.unlabeled_ratio",
                  "club.steps", "club.lr",
                  "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
@@ -61,8 +64,26 @@ def require_choice(key: str, value) -> None:
   _one_of(key, value, CHOICES[key])
 
 
+def _floats(node, prefix=""):
+  for key, value in node.items():
+    if hasattr(value, "items"):
+      yield from _floats(value, f"{prefix}{key}.")
+    elif isinstance(value, float):
+      yield f"{prefix}{key}", value
+
+
+def _check_restart(value) -> None:
+  if value not in ("auto", "from_scratch") and not (isinstance(value, str) and value.isdigit()):
+    raise ConfigError(f"train.restart={value!r} is not allowed; expected 'auto', "
+                      "'from_scratch' or a step number of a checkpoint in ckpt/")
+
+
 def validate(config) -> None:
   """Raises ConfigError on the first value that cannot work."""
+  for key, value in _floats(config):
+    if not math.isfinite(value):  # inf or nan passes the range checks below.
+      raise ConfigError(f"{key}={value!r} must be a finite number")
+  _check_restart(config.train.restart)
   for key in CHOICES:
     require_choice(key, get(config, key))
   for key in _POSITIVE:

@@ -59,8 +59,9 @@ class Experiment:
     return checkpoint.abstract_like(shapes, self.replicated)
 
 
-def build(config, workdir, mesh=None, sources=None) -> Experiment:
-  """Everything for a run; `sources` replaces the configured dataset (predict on a file)."""
+def build(config, workdir, mesh=None, sources=None, training: bool = True) -> Experiment:
+  """Everything for a run; `sources` replaces the configured dataset (predict on a file);
+  `training` False (eval, predict) reads no train or unlabelled stream."""
   mesh = mesh if mesh is not None else parallel.mesh_for(config)
   d = config.data
   parallel.check_train_batches(config, mesh)
@@ -68,7 +69,7 @@ def build(config, workdir, mesh=None, sources=None) -> Experiment:
   manual_dir = tfds_builders.paths(config, workdir)[1] if sources is None else None
   sources = sources if sources is not None else tfds_builders.prepare(config, workdir)
   streams = input_pipeline.Streams(config, sources, process_index=jax.process_index(),
-                                   process_count=jax.process_count())
+                                   process_count=jax.process_count(), training=training)
   steps_per_epoch = streams.train.steps_per_epoch if streams.train else 1
   logging.info("data %s: %s examples; %d train steps per epoch", config.data.name,
                ", ".join(f"{k} {len(v)}" for k, v in sources.items()), steps_per_epoch)

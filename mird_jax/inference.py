@@ -1,6 +1,8 @@
 """`--mode=eval` and `--mode=predict`: restore params from a workdir and score or predict.
 
-Both restore params only: the best checkpoint, or the latest checkpoint at `--step`.
+Both restore params only: the best checkpoint (the one the run committed as selected), or
+the latest checkpoint at `--step`, reading the checkpoints read-only, so they may run beside
+a training in the same workdir. main.run has checked that there is something to restore.
 """
 
 import pathlib
@@ -12,12 +14,13 @@ from data_pipelines import input_pipeline
 from data_pipelines import readers
 from data_pipelines import text
 from mird_jax import checkpoint
+from mird_jax import config_check
 from mird_jax import experiment
 from mird_jax import reporting
 
 
 def _params(exp, workdir, step):
-  ckpts = checkpoint.Checkpoints(workdir, exp.config.train.keep_checkpoints)
+  ckpts = checkpoint.Checkpoints(workdir, exp.config.train.keep_checkpoints, writable=False)
   try:
     if step is None:
       return ckpts.restore_best_params(exp.abstract_state().params)
@@ -27,9 +30,10 @@ def _params(exp, workdir, step):
 
 
 def evaluate_split(config, workdir, split: str, step: int | None = None) -> dict:
-  exp = experiment.build(config, workdir)
+  exp = experiment.build(config, workdir, training=False)
   if split not in exp.streams.sources:
-    raise ValueError(f"--split={split!r}; this dataset has {sorted(exp.streams.sources)}")
+    raise config_check.ConfigError(f"--split={split!r} is not a split of this dataset; "
+                                   f"expected one of {', '.join(sorted(exp.streams.sources))}")
   result, _ = experiment.evaluate(exp, _params(exp, workdir, step), split)
   return result
 
@@ -40,7 +44,7 @@ def predict_file(config, workdir, path: str, step: int | None = None) -> pathlib
   tokenizer = text.load_tokenizer(config.bert.path)
   splits = readers.read_any(path, spec, tokenizer)
   sources = {name: input_pipeline.ArraySource(s) for name, s in splits.items()}
-  exp = experiment.build(config, workdir, sources=sources)
+  exp = experiment.build(config, workdir, sources=sources, training=False)
   params = _params(exp, workdir, step)
   out = pathlib.Path(workdir) / f"predictions_{pathlib.Path(path).stem}.csv"
   rows = []

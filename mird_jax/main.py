@@ -11,6 +11,7 @@ import pathlib
 from absl import logging
 
 from mird_jax import config_check
+from mird_jax import workdir as workdir_lib
 
 MODES = ("train", "eval", "predict", "describe", "benchmark", "profile", "multiseed",
          "compare")
@@ -32,6 +33,17 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
   if mode not in MODES:
     raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
   config_check.validate(config)
+  if mode == "eval":
+    splits = ("train", "valid", "test") + (("unlabeled",) if config.data.unlabeled_file else ())
+    if split not in splits:
+      raise config_check.ConfigError(f"--split={split!r} is not a split of this dataset; "
+                                     f"expected one of {', '.join(splits)}")
+  if mode == "predict" and not input_path:
+    raise ValueError("--mode=predict needs --input FILE")
+  if mode in ("eval", "predict"):  # Nothing to restore: say so before anything is built.
+    if not workdir:
+      raise ValueError(f"--mode={mode} needs --workdir")
+    workdir_lib.require_trained(workdir, step, mode)
   if mode == "benchmark" and devices:
     # Fakes that many CPU devices (a GPU or TPU backend ignores it); only effective before
     # JAX first starts a backend, which in run.py's process is just below.
@@ -69,7 +81,6 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   workdir_path = pathlib.Path(workdir)
-  workdir_path.mkdir(parents=True, exist_ok=True)
   if mode == "multiseed":
     summary = multiseed.run(config, workdir_path)
     print(f"wrote {workdir_path / 'summary.md'} ({len(summary['seeds'])} seeds)")
@@ -83,8 +94,6 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
     result = inference.evaluate_split(config, workdir_path, split, step)
     print(reporting.dumps({"split": split, "step": step or "best", "metrics": result}), end="")
   else:
-    if not input_path:
-      raise ValueError("--mode=predict needs --input FILE")
     print(inference.predict_file(config, workdir_path, input_path, step))
 
 

@@ -6,9 +6,10 @@ test and validation, of the test loss terms and of the disentanglement check, on
 seed, and the exact config.
 
 Rerunning the same command skips the seeds that have results.json and resumes an
-interrupted one exactly (train.train_and_evaluate); a different config in the same
-workdir is refused before anything runs. Every seed shares the process's compiled step
-(the seed is a run-time value of the train state).
+interrupted one exactly, wherever it was killed (train.train_and_evaluate); a different
+config in a workdir that holds a trained seed is refused before anything runs. One
+protocol at a time holds the workdir (workdir_lock.py). Every seed shares the process's
+compiled step (the seed is a run-time value of the train state).
 """
 
 import json
@@ -16,11 +17,15 @@ import pathlib
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 
 from data_pipelines import tfds_builders
 from mird_jax import reporting
+from mird_jax import restart
 from mird_jax import summary as summary_lib
 from mird_jax import train
+from mird_jax import workdir as workdir_lib
+from mird_jax import workdir_lock
 
 
 def seed_config(config, seed: int, workdir):
@@ -31,6 +36,7 @@ def seed_config(config, seed: int, workdir):
   out.unlock()
   out.seed = seed
   out.data.data_dir, out.data.manual_dir = str(data_dir), str(manual_dir)
+  out.train.restart = "auto"  # The protocol's workdir carried it out for every seed.
   out.lock()
   return out
 
@@ -43,21 +49,27 @@ def run(config, workdir, mesh=None) -> dict:
   """Runs (or finishes) every seed, then writes and returns the summary."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  if jax.process_index() == 0:
-    reporting.record_config(config, workdir)  # Refuses another config's workdir.
-  results = {}
-  for seed in seeds(config):
-    sub = workdir / f"seed_{seed}"
-    done = sub / "results.json"
-    if done.is_file():
-      logging.info("seed %d: finished earlier, reading %s", seed, done)
-      results[seed] = json.loads(done.read_text())
-      continue
-    logging.info("seed %d: training in %s", seed, sub)
-    results[seed] = train.train_and_evaluate(seed_config(config, seed, workdir), sub,
-                                                  mesh=mesh)
-  summary = summary_lib.summarise(results, config.to_dict())
-  if jax.process_index() == 0:
-    reporting.atomic_write(workdir / "summary.json", reporting.dumps(summary))
-    reporting.atomic_write(workdir / "summary.md", summary_lib.markdown(summary))
-  return summary
+  first = jax.process_index() == 0
+  with workdir_lock.hold(workdir, enabled=first):
+    if first:
+      restart.apply(config.train.restart, workdir, multiseed=True)
+      # Refuses another config's workdir.
+      reporting.record_config(config, workdir, workdir_lib.holds_progress(workdir))
+    if jax.process_count() > 1:  # The others read the workdir once the first has set it up.
+      multihost_utils.sync_global_devices("mird_jax.multiseed: workdir ready")
+    results = {}
+    for seed in seeds(config):
+      sub = workdir / f"seed_{seed}"
+      done = sub / "results.json"
+      if done.is_file():
+        logging.info("seed %d: finished earlier, reading %s", seed, done)
+        results[seed] = json.loads(done.read_text())
+        continue
+      logging.info("seed %d: training in %s", seed, sub)
+      results[seed] = train.train_and_evaluate(seed_config(config, seed, workdir), sub,
+                                               mesh=mesh)
+    summary = summary_lib.summarise(results, config.to_dict())
+    if first:
+      reporting.atomic_write(workdir / "summary.json", reporting.dumps(summary))
+      reporting.atomic_write(workdir / "summary.md", summary_lib.markdown(summary))
+    return summary

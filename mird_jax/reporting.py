@@ -33,22 +33,46 @@ def dumps(obj) -> str:
   return json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n"
 
 
-def record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+# Keys that say how to start, not what the run is: a rerun may change them.
+NOT_IDENTITY = ("train.restart",)
+
+
+def _identity(config_dict: dict) -> dict:
+  out = json.loads(json.dumps(config_dict))
+  for dotted in NOT_IDENTITY:
+    *parents, leaf = dotted.split(".")
+    node = out
+    for p in parents:
+      node = node.get(p, {})
+    node.pop(leaf, None)
+  return out
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                  holds_progress: bool) -> None:
   """Writes config.json, or checks that a resumed run has the same config.
 
-  A different config in an existing workdir stops the run before anything is touched: its
-  checkpoints belong to the other config.
+  A different config in a workdir that holds progress (a committed step, a checkpoint or
+  results) stops the run before anything is touched: those belong to the other config. A
+  workdir where no run got that far (it failed on its data, or was killed before its
+  first checkpoint) takes the new config.
   """
   path = workdir / "config.json"
   current = json.loads(json.dumps(config.to_dict()))
   if path.exists():
-    previous = json.loads(path.read_text())
-    if previous != current:
-      diff = sorted(_diff(previous, current))
+    try:
+      previous = json.loads(path.read_text())
+    except ValueError:
+      previous = None
+    if previous is not None and _identity(previous) == _identity(current):
+      return
+    if holds_progress:
+      diff = (sorted(_diff(_identity(previous), _identity(current))) if previous is not None
+              else ["(config.json cannot be read)"])
       raise config_check.ConfigError(
           f"{workdir} holds a run with a different config (changed: {', '.join(diff[:8])}); "
-          "use a new --workdir or the same config")
-    return
+          "use a new --workdir, the same config, or --config.train.restart=from_scratch to "
+          "move the old run aside")
   atomic_write(path, dumps(current))
 
 

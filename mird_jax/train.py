@@ -1,9 +1,12 @@
 """train_and_evaluate: epochs, validation every epoch, selection on validation only, early
 stopping, the test split scored once on the selected checkpoint, exact resume.
 
-Resume priority: the workdir's latest readable checkpoint (ckpt/), else a fresh start. The
-data order, dropout keys and schedules are functions of (seed, epoch, step), so a resumed
-run continues bit for bit where the interrupted one stopped.
+A rerun of the same command resumes from the last committed checkpoint (checkpoint.py:
+the order of the saves, the commit record and what a kill at each moment leaves), or
+starts fresh in a workdir that holds no progress; `train.restart` discards or rewinds
+(restart.py). The data order, dropout keys and schedules are functions of (seed, epoch,
+step), so a resumed run continues bit for bit where the interrupted one stopped. One
+training at a time holds the workdir (workdir_lock.py).
 """
 
 import pathlib
@@ -13,6 +16,7 @@ import time
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from data_pipelines import input_pipeline
@@ -23,6 +27,10 @@ from mird_jax import config_check
 from mird_jax import experiment
 from mird_jax import metrics as metrics_lib
 from mird_jax import reporting
+from mird_jax import restart
+from mird_jax import save_points
+from mird_jax import workdir as workdir_lib
+from mird_jax import workdir_lock
 
 
 class _Preemption:
@@ -45,11 +53,13 @@ def _fresh_meta():
           "stale_epochs": 0, "history": [], "done": False}
 
 
-def _check_finite(values: dict, step: int) -> None:
+def _check_finite(values: dict, step: int, committed: str) -> None:
   bad = [k for k, v in values.items() if not np.isfinite(v)]
   if bad:
-    raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}; the last "
-                             "checkpoint (end of the previous epoch) is kept untouched")
+    raise FloatingPointError(
+        f"non-finite {', '.join(bad)} at step {step}; the run is committed up to "
+        f"{committed}, which nothing here changed. Check the features (python -m "
+        "data_pipelines.verify FILE) and the learning rates")
 
 
 def _better(value, best, mode: str) -> bool:
@@ -82,7 +92,7 @@ class _Progress:
       self.bar.close()
 
 
-def _train_epoch(exp, state, meta, preemption, tb):
+def _train_epoch(exp, state, meta, preemption, tb, committed: str):
   """Runs (the rest of) one epoch; returns (state, mean train metrics, preempted).
 
   No host sync per step: step t is dispatched before step t-1's metrics are fetched, so
@@ -106,7 +116,7 @@ def _train_epoch(exp, state, meta, preemption, tb):
     """Fetches one step's metrics (waiting for that step only), checks and adds them."""
     i, step_before, metrics = pending
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    _check_finite(values, step_before)
+    _check_finite(values, step_before, committed)
     for k, v in values.items():
       totals["sums"][k] = totals["sums"].get(k, 0.0) + v
     totals["count"] += 1
@@ -135,18 +145,18 @@ def _train_epoch(exp, state, meta, preemption, tb):
 
 
 def _end_of_epoch(exp, ckpts, state, meta, train_means, tb):
-  """Validation, selection, early-stopping bookkeeping and the epoch's checkpoints."""
+  """Validation, selection, early-stopping bookkeeping and the epoch's checkpoints: best/
+  (if the epoch improved), then ckpt/, then the commit (checkpoint.py)."""
   cfg = exp.config.train
   val, _ = experiment.evaluate(exp, state.params, "valid")
-  epoch = meta["epoch"]
+  epoch, step = meta["epoch"], int(state.step)
   value = val[cfg.select_metric]
   improved = _better(value, meta["best"], cfg.select_mode)
   if improved:
     meta.update(best=value, best_epoch=epoch + 1, stale_epochs=0)
-    ckpts.save_best(int(state.step), state.params, {"epoch": epoch + 1, "valid": val})
   else:
     meta["stale_epochs"] += 1
-  entry = {"epoch": epoch + 1, "step": int(state.step), "train": train_means, "valid": val,
+  entry = {"epoch": epoch + 1, "step": step, "train": train_means, "valid": val,
            "selected": improved}
   if exp.config.diagnostics.enabled:
     entry["valid_losses"] = analysis.split_terms(exp, state.params, "valid")
@@ -154,7 +164,11 @@ def _end_of_epoch(exp, ckpts, state, meta, train_means, tb):
   meta["history"].append(entry)
   meta.update(epoch=epoch + 1, iterator=None, partial=None)
   meta["done"] = meta["epoch"] >= cfg.epochs or meta["stale_epochs"] >= cfg.patience
-  ckpts.save_latest(int(state.step), state, meta)
+  save_points.reached("epoch_validated")
+  if improved:
+    ckpts.save_best(step, state.params, {"epoch": epoch + 1, "valid": val})
+  ckpts.save_latest(step, state, meta)
+  ckpts.commit(step, meta)
   tb.scalars(epoch + 1, val, "valid/")
   logging.info("epoch %d: valid %s %.4f (best %.4f at epoch %s)%s", epoch + 1,
                cfg.select_metric, value, meta["best"] if meta["best"] is not None else np.nan,
@@ -166,9 +180,10 @@ def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
   if meta["best_epoch"] is None:
     raise FloatingPointError("no epoch had a finite validation "
                              f"{exp.config.train.select_metric}: nothing to select")
-  params = ckpts.restore_best_params(exp.abstract_state().params)
+  selected = checkpoint.best_step(meta)
+  params = ckpts.restore_best_params(exp.abstract_state().params, selected)
   test, (preds, labels, ids) = experiment.evaluate(exp, params, "test")
-  valid = ckpts.best_meta()["valid"]
+  valid = ckpts.best_meta(selected)["valid"]
   results = {"selected_epoch": meta["best_epoch"], "epochs_run": meta["epoch"],
              "select_metric": exp.config.train.select_metric, "valid": valid, "test": test}
   if exp.config.diagnostics.enabled:
@@ -179,10 +194,13 @@ def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
         name: metrics_lib.all_metrics(pred, splits["test"]["label"],
                                       dataset=exp.config.data.metric_dataset)
         for name, pred in probes.test_predictions(splits).items()}
+  save_points.reached("test_scored")
   if jax.process_index() == 0:
     reporting.write_prediction_rows(workdir / "predictions.csv",
                                     [("test", i, y, p) for i, y, p in zip(ids, labels, preds)])
+    save_points.reached("predictions_written")
     reporting.atomic_write(workdir / "results.json", reporting.dumps(results))
+    save_points.reached("results_written")
   return results
 
 
@@ -197,29 +215,47 @@ def train_and_evaluate(config, workdir, mesh=None) -> dict:
   workdir = pathlib.Path(workdir)
   config_check.validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  if jax.process_index() == 0:
-    reporting.record_config(config, workdir)
-  exp = experiment.build(config, workdir, mesh=mesh)
-  ckpts = checkpoint.Checkpoints(workdir, config.train.keep_checkpoints)
-  restored = ckpts.restore_latest(exp.abstract_state())
+  first = jax.process_index() == 0
+  with workdir_lock.hold(workdir, enabled=first):
+    if first:
+      restart.apply(config.train.restart, workdir)
+      reporting.record_config(config, workdir, workdir_lib.holds_progress(workdir))
+    if jax.process_count() > 1:  # The others read the workdir once the first has set it up.
+      multihost_utils.sync_global_devices("mird_jax.train: workdir ready")
+    save_points.reached("config_written")
+    exp = experiment.build(config, workdir, mesh=mesh)
+    ckpts = checkpoint.Checkpoints(workdir, config.train.keep_checkpoints)
+    try:
+      return _run(exp, ckpts, workdir)
+    finally:
+      ckpts.close()
+
+
+def _run(exp, ckpts, workdir: pathlib.Path) -> dict:
+  """The epochs from the committed step (or the start) to the end, then the test split."""
+  restored = ckpts.resume(exp.abstract_state())
   state, meta = restored if restored else (exp.initial_state(), _fresh_meta())
   if restored:
     logging.info("resuming from step %d (epoch %d)", int(state.step), meta["epoch"] + 1)
+    if jax.process_index() == 0:  # A kill between a commit and this file's rewrite.
+      reporting.write_history(workdir, meta["history"])
   tb = reporting.TensorBoard(workdir / "tensorboard", jax.process_index() == 0)
   preemption = _Preemption()
   try:
     while not meta["done"]:
-      state, train_means, preempted = _train_epoch(exp, state, meta, preemption, tb)
+      state, train_means, preempted = _train_epoch(exp, state, meta, preemption, tb,
+                                                   ckpts.committed_text())
       if preempted:
         ckpts.save_latest(int(state.step), state, meta)
+        ckpts.commit(int(state.step), meta)
         logging.warning("SIGTERM: saved step %d mid-epoch; run the same command to resume",
                         int(state.step))
         sys.exit(143)
       _end_of_epoch(exp, ckpts, state, meta, train_means, tb)
       if jax.process_index() == 0:
         reporting.write_history(workdir, meta["history"])
+      save_points.reached("history_written")
     return _finish(exp, ckpts, workdir, meta)
   finally:
     preemption.restore()
     tb.close()
-    ckpts.close()

@@ -72,12 +72,33 @@ def test_config_dim_mismatch_names_everything(synthetic_dir):
     (lambda d: d["test"].__setitem__("text_bert", d["test"]["text_bert"][:, :2]),
      r"key 'text_bert': expected shape \(N, 3, T\)"),
     (lambda d: d.pop("test"), r"not a labelled MMSA, MIRD or MAG-BERT file"),
+    (lambda d: d["train"].__setitem__("regression_labels", np.array(
+        ["pos", "neg"] * 20)), r"split 'train', key 'regression_labels': expected numeric "
+     r"labels, found values that are not numbers, such as 'pos'"),
+    (lambda d: d["test"].update({k: v[:0] for k, v in d["test"].items()}),
+     r"split 'test': the split has no examples"),
+    (lambda d: d["train"].update({k: v[:0] for k, v in d["train"].items()}),
+     r"split 'train': the split has no examples"),
+    (lambda d: d["valid"]["audio"].__setitem__((2, 0, 1), 3e38),
+     r"split 'valid', key 'audio': expected feature values within \+-1e\+06 "
+     r"\(data.max_abs_feature\), found 3e\+38 at index \(2, 0, 1\); rescale"),
 ])
 def test_bad_content_is_named(tmp_path, raw, mutate, match):
   data = copy.deepcopy(raw)
   mutate(data)
   with pytest.raises(checks.DataError, match=match):
     readers.read_labelled(_dump(data, tmp_path / "bad.pkl"), SPEC)
+
+
+def test_keys_no_reader_uses_are_reported(tmp_path, raw, caplog):
+  data = copy.deepcopy(raw)
+  for split in data.values():
+    split["depth"] = np.zeros_like(split["vision"])
+  _, stats, _ = readers.read_labelled(_dump(data, tmp_path / "x.pkl"), SPEC)
+  assert stats["train"]["unused_keys"] == ["depth"]
+  assert "ignoring keys that are not part of the mmsa layout: depth" in caplog.text
+  _, stats, _ = readers.read_labelled(_dump(raw, tmp_path / "y.pkl"), SPEC)
+  assert stats["train"]["unused_keys"] == []  # Every key the generator writes is known.
 
 
 def test_truncated_and_non_pickle_files(tmp_path, synthetic_dir):
@@ -217,6 +238,7 @@ def test_mag_word_rows_repeat_per_wordpiece_and_truncate(tmp_path, piece_tokeniz
                                     "acoustic rows as words, found 3 words, 2 visual rows"),
     (lambda w, v, a: ("good movie", v, a), "words: expected a list of str"),
     (lambda w, v, a: (w, v, np.zeros((3, 5))), "acoustic: expected feature dim 2 in every"),
+    (lambda w, v, a: (w, v, a * 1e7), "acoustic: expected feature values within +-1e+06"),
 ])
 def test_bad_mag_examples_are_named(tmp_path, piece_tokenizer, change, message):
   acoustic = np.ones((3, 2), np.float32)
@@ -226,6 +248,21 @@ def test_bad_mag_examples_are_named(tmp_path, piece_tokenizer, change, message):
   with pytest.raises(checks.DataError) as e:
     readers.read_labelled(path, readers.ReadSpec(dims), piece_tokenizer)
   assert message in str(e.value) and "split 'train'" in str(e.value) and str(path) in str(e.value)
+
+
+def test_mag_labels_as_words_and_empty_splits_are_named(tmp_path, piece_tokenizer):
+  ex = ((["good"], np.ones((1, 1)), np.ones((1, 2))), "positive", "v$_$0")
+  path = _dump(_mag([ex]), tmp_path / "mosi.pkl")
+  dims = example.Dims(8, 8, 2, 8, 1)
+  with pytest.raises(checks.DataError, match=r"example 0 \('v\$_\$0'\), label: expected a "
+                     r"number, found 'positive'"):
+    readers.read_labelled(path, readers.ReadSpec(dims), piece_tokenizer)
+  data = _mag([((["good"], np.ones((1, 1)), np.ones((1, 2))), 0.5, "v$_$0")])
+  data["test"] = []
+  path = _dump(data, tmp_path / "empty.pkl")
+  with pytest.raises(checks.DataError, match=r"empty.pkl, split 'test': expected a non-empty "
+                     "list of examples"):
+    readers.read_labelled(path, readers.ReadSpec(dims), piece_tokenizer)
 
 
 def test_mag_needs_a_tokenizer_and_aligned_lengths(tmp_path, piece_tokenizer):

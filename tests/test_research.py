@@ -5,6 +5,7 @@ The multi-seed run uses smoke_config() on the session's one-device mesh, so it r
 compiled programs `smoke_exp` already built (the seed is a run-time value)."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -19,9 +20,11 @@ from mird_jax import losses
 from mird_jax import model as model_lib
 from mird_jax import multiseed
 from mird_jax import optim
+from mird_jax import save_points
 from mird_jax import step as step_lib
 from mird_jax import summary as summary_lib
 from mird_jax import train
+from mird_jax import workdir as workdir_lib
 from smoke import smoke_config
 
 
@@ -92,16 +95,36 @@ def test_rerun_skips_finished_seeds_and_refuses_another_config(seeds_dir, smoke_
   assert (seeds_dir / "summary.json").read_text() == before
 
 
-def test_rerun_finishes_a_seed_that_stopped_before_its_results(seeds_dir, smoke_exp):
-  """A seed whose process died after its last checkpoint but before results.json: the
-  rerun resumes it from the checkpoint (no epoch is trained again) to the same results."""
-  done = seeds_dir / "seed_5" / "results.json"
-  before = json.loads(done.read_text())
-  done.unlink()
-  multiseed.run(_multiseed_config(), seeds_dir, mesh=smoke_exp.mesh)
-  assert json.loads(done.read_text()) == before
-  history = (seeds_dir / "seed_5" / "metrics.jsonl").read_text().splitlines()
-  assert len(history) == 1
+class _Killed(Exception):
+  """Raised at a save point: the run stops there, as a kill would (save_points.py)."""
+
+
+def test_a_multiseed_run_killed_mid_seed_ends_with_the_same_summary(seeds_dir, smoke_exp,
+                                                                   tmp_path):
+  """Seed 5 stopped between its best and its latest checkpoint (the state that once made
+  the protocol unfinishable), then the same command: seed 4 is not trained again, seed 5
+  ends with the results of the uninterrupted run, and so does the summary."""
+  workdir = tmp_path / "multiseed"
+  shutil.copytree(seeds_dir, workdir)
+  shutil.rmtree(workdir / "seed_5")
+  (workdir / "summary.json").unlink()
+
+  def kill(point):
+    if point == "best_saved":
+      raise _Killed(point)
+  save_points.observer = kill
+  try:
+    with pytest.raises(_Killed):
+      multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
+  finally:
+    save_points.observer = None
+  assert not (workdir / "seed_5" / "results.json").exists()
+  assert workdir_lib.step_dirs(workdir / "seed_5" / "best") and not workdir_lib.step_dirs(
+      workdir / "seed_5" / "ckpt")
+  multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
+  for name in ("summary.json", "seed_4/results.json", "seed_5/results.json",
+               "seed_5/metrics.jsonl"):
+    assert (workdir / name).read_text() == (seeds_dir / name).read_text(), name
 
 
 def test_run_outputs_hold_the_diagnostics(seeds_dir):

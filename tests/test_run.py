@@ -50,6 +50,19 @@ def _run(*args, cwd=REPO):
     (["--mode=compare"], "--mode=compare needs --workdirs=DIR1,DIR2,...$"),
     (["--mode=compare", "--workdirs=/nonexistent/runs/mim"],
      "/nonexistent/runs/mim/summary.json: no such file; run --mode=multiseed"),
+    (["--config=configs/mosi.py", "--config.num_seeds=0", "--mode=multiseed"],
+     "num_seeds=0 must be > 0$"),
+    (["--config=configs/demo.py:smoke", "--config.optim.bert_lr=inf"],
+     "optim.bert_lr=inf must be a finite number$"),
+    (["--config=configs/mosi.py", "--config.loss.w_mi=nan"], "loss.w_mi=nan must be a finite"),
+    (["--config=configs/mosi.py", "--config.train.restart=latest"],
+     "train.restart='latest' is not allowed; expected 'auto', 'from_scratch' or a step"),
+    (["--config=configs/mosi.py", "--mode=eval", "--split=nosuch"],
+     "--split='nosuch' is not a split of this dataset; expected one of train, valid, test$"),
+    (["--config=configs/demo.py:smoke", "--mode=eval"],
+     "/w: no such directory; --mode=eval restores a run trained there"),
+    (["--config=configs/demo.py:smoke", "--mode=predict", "--input=/x.pkl"],
+     "/w: no such directory; --mode=predict restores"),
     (["--config=configs/mosi.py", "--config.data.unlabeled_ratio=2"],
      "data.unlabeled_ratio=2.0 asks for unlabelled examples but no pool is configured: name "
      "one with --config.data.unlabeled_file=FILE"),
@@ -63,6 +76,24 @@ def test_bad_input_stops_in_one_line(tmp_path, args, message):
   assert lines[0].startswith("run.py: ")
   assert re.search(message, lines[0]), lines[0]
   assert not workdir.exists(), "bad input must stop before any work"
+
+
+def test_a_config_with_a_syntax_error_and_a_workdir_that_is_a_file(tmp_path):
+  bad = tmp_path / "bad_config.py"
+  bad.write_text("def get_config(:\n  pass\n")
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  for args, message in (
+      ([f"--config={bad}", f"--workdir={tmp_path}/w"],
+       f"--config: {bad}, line 1: invalid syntax: def get_config(:"),
+      (["--config=configs/demo.py:smoke", f"--workdir={afile}"],
+       f"--workdir={afile} is an existing file; name a directory"),
+      (["--config=configs/demo.py:smoke", f"--workdir={afile}/sub"],
+       f"--workdir={afile}/sub lies under {afile}, which is a file")):
+    proc = _run(*args)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("run.py: ") and message in lines[0], lines
 
 
 def test_missing_data_files_are_named_with_instructions(tmp_path):
@@ -163,3 +194,27 @@ def test_benchmark_sweeps_device_counts_and_dtypes(monkeypatch):
   with pytest.raises(config_check.ConfigError, match="data.batch_size=8 must be a positive "
                                                      "multiple of the device count \\(3\\)"):
     benchmark.sweep(config, [3])
+
+
+def test_a_full_disk_or_a_non_finite_loss_is_one_line(tmp_path, monkeypatch):
+  """What the run raises when the machine fails it (a full disk, here in the TensorBoard
+  writer) or the loss goes non-finite becomes one line; other errors keep their traceback."""
+  import errno  # pylint: disable=g-import-not-at-top
+  import run  # pylint: disable=g-import-not-at-top  # Defines run.py's flags, once.
+  run._parse_flags(["run.py", "--config=configs/demo.py:smoke", f"--workdir={tmp_path}"])
+  events = tmp_path / "tensorboard" / "events"
+  for error, line in (
+      (OSError(errno.ENOSPC, "No space left on device", str(events)),
+       f"run.py: [Errno 28] No space left on device: '{events}'; the run is kept up to its "
+       "last committed checkpoint: fix this, then run the same command to resume"),
+      (FloatingPointError("non-finite loss/task at step 3; the run is committed up to step 0"),
+       "run.py: non-finite loss/task at step 3; the run is committed up to step 0")):
+    def fail(*args, error=error, **kwargs):
+      raise error
+    monkeypatch.setattr(run.mird_main, "run", fail)
+    with pytest.raises(SystemExit) as e:
+      run._main(["run.py"])
+    assert str(e.value) == line
+  monkeypatch.setattr(run.mird_main, "run", lambda *a, **k: open("/", "rb"))
+  with pytest.raises(IsADirectoryError):  # A bug, not the machine: the traceback stays.
+    run._main(["run.py"])

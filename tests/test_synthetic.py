@@ -1,5 +1,6 @@
 """The synthetic benchmark: exact MMSA format, deterministic, and the properties the demo needs."""
 
+import json
 import pickle
 
 import numpy as np
@@ -119,3 +120,38 @@ def test_cli_writes_mird_layout(tmp_path):
 def test_bad_spec_is_named():
   with pytest.raises(ValueError, match="vocab_size 50 too small"):
     synthetic.SyntheticSpec(vocab_size=50)
+
+
+_TINY = dict(n_train=6, n_valid=3, n_test=3, n_unlabeled=4, text_len=8, audio_len=6,
+             vision_len=5, vocab_size=300)
+
+
+def test_the_generator_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
+  """Its own files (listed with their SHA-256 in synthetic_files.json) it regenerates; one
+  it was writing when it stopped too; a user's file of the same name, or its own file
+  changed since, stops it, naming the file, before anything is written."""
+  out = tmp_path / "data"
+  out.mkdir()
+  (out / "vocab.txt").write_text("the user's own vocabulary\n")
+  with pytest.raises(synthetic.checks.DataError, match=r"data/vocab.txt: exists and was not "
+                     r"written by the synthetic generator"):
+    synthetic.write(synthetic.SyntheticSpec(**_TINY), out)
+  assert sorted(p.name for p in out.iterdir()) == ["vocab.txt"]
+  assert (out / "vocab.txt").read_text() == "the user's own vocabulary\n"
+  with pytest.raises(SystemExit, match=r"^synthetic: .*vocab.txt: exists and was not written"):
+    synthetic.main(["--out", str(out), *(f"--{k}={v}" for k, v in _TINY.items())])
+
+  (out / "vocab.txt").unlink()
+  synthetic.write(synthetic.SyntheticSpec(**_TINY), out)
+  synthetic.write(synthetic.SyntheticSpec(**dict(_TINY, seed=1)), out)  # Its own: replaced.
+  pool = (out / "unlabeled.pkl").read_bytes()
+  (out / "unlabeled.pkl").write_bytes(pool[:100])  # A kill in the middle of rewriting it...
+  manifest = json.loads((out / synthetic.MANIFEST).read_text())
+  (out / synthetic.MANIFEST).write_text(json.dumps(dict(manifest, **{"unlabeled.pkl":
+                                                                     "being written"})))
+  synthetic.write(synthetic.SyntheticSpec(**dict(_TINY, seed=1)), out)  # ...is finished.
+  assert (out / "unlabeled.pkl").read_bytes() == pool
+  (out / "unaligned_50.pkl").write_bytes(b"edited by the user")
+  with pytest.raises(synthetic.checks.DataError, match="unaligned_50.pkl: exists and was not"):
+    synthetic.write(synthetic.SyntheticSpec(**_TINY), out)
+  assert (out / "unaligned_50.pkl").read_bytes() == b"edited by the user"

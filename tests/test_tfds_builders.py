@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from configs import demo
 from configs import mib_mosi
+from data_pipelines import checks
 from data_pipelines import input_pipeline
 from data_pipelines import readers
 from data_pipelines import synthetic
@@ -126,3 +127,18 @@ def test_mib_config_reads_the_mag_layout(tmp_path, tokenizer_dir):
   ex = input_pipeline.decode(sources["valid"][0])
   assert ex["audio"].shape == (d.text_len, 74) and ex["vision"].shape == (d.text_len, 47)
   assert ex["audio_len"] == ex["vision_len"] == ex["text_mask"].sum() > 2
+
+
+def test_a_synthetic_config_leaves_the_users_data_dir_alone(tmp_path):
+  """data.manual_dir naming a folder with the user's own unaligned_50.pkl: the run stops,
+  naming it, and the folder is as it was."""
+  user = tmp_path / "user"
+  user.mkdir()
+  (user / "unaligned_50.pkl").write_bytes(b"the user's MOSI file")
+  config = demo.get_config("smoke")
+  config.data.manual_dir = str(user)
+  with pytest.raises(checks.DataError, match=r"user/unaligned_50.pkl: exists and was not "
+                     "written by the synthetic generator"):
+    tfds_builders.prepare(config, tmp_path / "work")
+  assert [p.name for p in user.iterdir()] == ["unaligned_50.pkl"]
+  assert (user / "unaligned_50.pkl").read_bytes() == b"the user's MOSI file"

@@ -3,9 +3,11 @@
 import hashlib
 import pathlib
 import pickle
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from data_pipelines import synthetic
@@ -57,3 +59,45 @@ def test_bad_files_fail_in_one_line(tmp_path, content):
                         cwd=pathlib.Path(__file__).resolve().parents[1])
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines()[-1].startswith(f"verify: {path}: cannot unpickle it")
+
+
+def _mutated(synthetic_dir, tmp_path, mutate):
+  with open(synthetic_dir / "unaligned_50.pkl", "rb") as f:
+    data = pickle.load(f)
+  mutate(data)
+  path = tmp_path / "x.pkl"
+  with open(path, "wb") as f:
+    pickle.dump(data, f, protocol=4)
+  return path
+
+
+@pytest.mark.parametrize("mutate, message", [
+    # Splits the readers accept one at a time, but that cannot train together.
+    (lambda d: d["train"].update(audio=d["train"]["audio"][:, :, :4]),
+     r"split 'valid', key 'audio': expected \(padded length, feature dim\) \(24, 4\) as in "
+     r"split 'train', found \(24, 5\)"),
+    (lambda d: d["test"].update(vision=d["test"]["vision"][:, :, :10]),
+     r"split 'test', key 'vision': expected \(padded length, feature dim\) \(20, 20\) as "
+     r"in split 'train', found \(20, 10\)"),
+    (lambda d: d["test"].update({k: v[:0] for k, v in d["test"].items()}),
+     r"split 'test': the split has no examples"),
+    (lambda d: d["valid"].update(regression_labels=np.array(["neg"] * 13)),
+     r"key 'regression_labels': expected numeric labels"),
+])
+def test_files_that_cannot_train_fail_in_one_line(synthetic_dir, tmp_path, capsys, mutate,
+                                                  message):
+  assert verify.main([str(_mutated(synthetic_dir, tmp_path, mutate))]) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("verify: ") and re.search(message, err[0]), err
+
+
+def test_token_ids_are_checked_against_a_vocabulary_and_unused_keys_listed(
+    synthetic_dir, tokenizer_dir, tmp_path, capsys):
+  path = _mutated(synthetic_dir, tmp_path, lambda d: d["train"].update(
+      depth=np.zeros((40, 3))))
+  assert verify.main([str(path), "--vocab-size=400"]) == 1
+  assert "expected token ids < vocabulary size 400" in capsys.readouterr().err
+  assert verify.main([str(path), f"--tokenizer={tokenizer_dir}"]) == 0  # Its 512 ids.
+  out = capsys.readouterr().out
+  assert "split train: 40 examples\n  unused keys (not read): depth\n" in out
+  assert "split valid: 13 examples\n  text" in out
