@@ -7,6 +7,7 @@ flags, and the heavy stack is imported by `run`, after the config has been check
 import json
 import os
 import pathlib
+import sys
 
 from absl import logging
 
@@ -20,16 +21,39 @@ NO_CONFIG_MODES = ("compare",)
 
 
 class _QuietLibraries:
-  """Drops INFO records of Orbax: it logs several lines per save and restore."""
+  """Drops INFO records of Orbax (it logs several lines per save and restore), and the
+  tracebacks of its background threads' errors: the failure they report reaches the run
+  as an exception, which it reports in one line (checkpoint.CheckpointError)."""
 
   def filter(self, record) -> bool:
-    return record.levelno >= 30 or "/orbax/" not in record.pathname
+    if "/orbax/" not in record.pathname:
+      return True
+    record.exc_info, record.exc_text = None, None
+    return record.levelno >= 30
+
+
+def _drop_closed_loop_callbacks() -> None:
+  """After an Orbax read or write fails (a damaged checkpoint, a full disk), TensorStore
+  still completes the operation's other parts and calls back into the asyncio loop Orbax
+  has closed; each callback's RuntimeError would print a traceback after the run's one
+  line. Only that error is dropped; every other unraisable exception is printed."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_callbacks", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+  hook.drops_closed_loop_callbacks = True
+  sys.unraisablehook = hook
 
 
 def run(config, workdir: str | None, mode: str, *, split: str = "test",
         step: int | None = None, input_path: str | None = None,
         devices: list[int] | None = None, as_json: bool = False) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  _drop_closed_loop_callbacks()
   if mode not in MODES:
     raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
   config_check.validate(config)
