@@ -33,8 +33,10 @@ def dumps(obj) -> str:
   return json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n"
 
 
-# Keys that say how to start, not what the run is: a rerun may change them.
-NOT_IDENTITY = ("train.restart",)
+# Keys that are not what the run is, so a rerun may change them (and a workdir written
+# before they existed still resumes): how to start, and a check on the input (data that
+# passes it trains the same).
+NOT_IDENTITY = ("train.restart", "data.max_abs_feature")
 
 
 def _identity(config_dict: dict) -> dict:

@@ -382,6 +382,22 @@ def test_a_different_config_in_the_same_workdir_is_refused(reference):
   assert files() == before
 
 
+def test_keys_that_are_not_the_runs_identity_may_change_or_be_missing(tmp_path):
+  """train.restart and data.max_abs_feature: changed on a rerun, or absent from the
+  config.json of a workdir written before they existed, the run is still the same one."""
+  from mird_jax import reporting  # pylint: disable=g-import-not-at-top
+  config = _smoke_config()
+  old = json.loads(json.dumps(config.to_dict()))
+  del old["train"]["restart"], old["data"]["max_abs_feature"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  config.train.restart, config.data.max_abs_feature = "from_scratch", 10.0
+  reporting.record_config(config, tmp_path, holds_progress=True)
+  assert json.loads((tmp_path / "config.json").read_text()) == old  # Kept as it was.
+  config.data.label_max = 2.0
+  with pytest.raises(config_check.ConfigError, match=r"changed: data.label_max\)"):
+    reporting.record_config(config, tmp_path, holds_progress=True)
+
+
 def test_non_finite_loss_stops_with_the_term_and_step_and_keeps_the_checkpoint(
     smoke_exp, smoke_start, tmp_path):
   """A run resumed from a checkpoint whose regressor bias is inf: the first step's task
