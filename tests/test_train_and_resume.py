@@ -359,8 +359,8 @@ def test_a_workdir_where_no_run_trained_takes_the_corrected_config(tmp_path):
   corrected command is accepted (stopped right after its config is recorded)."""
   workdir = tmp_path / "w"
   wrong = _smoke_config()
-  wrong.data.max_abs_feature = 0.5  # The synthetic features go beyond it.
-  with pytest.raises(checks.DataError, match=r"expected feature values within \+-0.5"):
+  wrong.data.label_max = 0.1  # The synthetic labels go beyond it.
+  with pytest.raises(checks.DataError, match=r"expected labels in \[-3, 0.1\]"):
     train.train_and_evaluate(wrong, workdir)
   save_points.observer = _stop_at("config_written")
   try:
@@ -368,7 +368,7 @@ def test_a_workdir_where_no_run_trained_takes_the_corrected_config(tmp_path):
       train.train_and_evaluate(_smoke_config(), workdir)
   finally:
     save_points.observer = None
-  assert json.loads((workdir / "config.json").read_text())["data"]["max_abs_feature"] == 1e6
+  assert json.loads((workdir / "config.json").read_text())["data"]["label_max"] == 3.0
 
 
 def test_a_different_config_in_the_same_workdir_is_refused(reference):
