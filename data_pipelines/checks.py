@@ -1,5 +1,6 @@
 """Validation shared by the readers: every failure names the file, split, key, expected, found."""
 
+import hashlib
 import pathlib
 import pickle
 
@@ -21,6 +22,15 @@ def where(path, split: str | None = None, key: str | None = None) -> str:
 
 def fail(at: str, expected, found) -> DataError:
   return DataError(f"{at}: expected {expected}, found {found}")
+
+
+def sha256(path) -> str:
+  """The SHA-256 of a file, read in 4 MiB chunks."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+      h.update(chunk)
+  return h.hexdigest()
 
 
 def load_pickle(path) -> object:

@@ -30,7 +30,6 @@ words" from buckets ordered by s + p_t, "nuisance words" by n_t, and filler word
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import pathlib
 import pickle
@@ -229,14 +228,6 @@ _PENDING = "being written"  # A file the generator had started to write when it 
 _LEGACY_MARKER = "synthetic_spec.json"
 
 
-def _sha256(path: pathlib.Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 22), b""):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def _claim(out: pathlib.Path, names: list[str]) -> dict[str, str]:
   """The manifest with `names` marked as being written, once none of them is a file the
   generator did not write; raises DataError naming the first such file."""
@@ -246,14 +237,18 @@ def _claim(out: pathlib.Path, names: list[str]) -> dict[str, str]:
   for name in names:
     target = out / name
     if target.exists() and not legacy and manifest.get(name) not in (_PENDING,
-                                                                       _sha256(target)):
+                                                                       checks.sha256(target)):
       raise checks.DataError(
           f"{target}: exists and was not written by the synthetic generator (or was changed "
           "since); it writes only files it owns: name an empty folder (data.manual_dir, or "
           "--out), or move the file away")
   manifest.update({name: _PENDING for name in names})
-  _replace(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+  _write_manifest(out, manifest)
   return manifest
+
+
+def _write_manifest(out: pathlib.Path, manifest: dict) -> None:
+  _replace(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _replace(path: pathlib.Path, data: bytes) -> None:
@@ -284,8 +279,8 @@ def write(spec: SyntheticSpec, out: str | pathlib.Path, fmt: str = "mmsa") -> di
     _replace(files[role], pickle.dumps(obj, protocol=4))
   _write_factors(files["factors"], mmsa if fmt == "mag" else labelled, pool, factors)
   _replace(files["vocab"], ("\n".join(vocab_tokens(spec.vocab_size)) + "\n").encode())
-  manifest.update({p.name: _sha256(p) for p in files.values()})
-  _replace(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+  manifest.update({p.name: checks.sha256(p) for p in files.values()})
+  _write_manifest(out, manifest)
   return {k: str(v) for k, v in files.items()}
 
 

@@ -11,7 +11,6 @@ PATH is unpickled: pickles run code when loaded, so only pass files you trust.
 """
 
 import argparse
-import hashlib
 import pathlib
 import sys
 
@@ -34,14 +33,6 @@ KNOWN_SHA256 = {
     "c9e20c13ec0454d98bb9c1e520e490c75146bfa2dfeeea78d84de047dbdd442f":
         "MMSA SIMS/Processed/unaligned_39.pkl",
 }
-
-
-def sha256(path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 22), b""):
-      h.update(chunk)
-  return h.hexdigest()
 
 
 def _summary(v: np.ndarray) -> str:
@@ -83,7 +74,7 @@ def check_consistent(path, splits: dict) -> None:
 def describe(path, tokenizer=None, label_range=(-3.0, 3.0),
              vocab_size: int | None = None) -> list[str]:
   path = pathlib.Path(path)
-  digest = sha256(path)
+  digest = checks.sha256(path)
   lines = [f"file: {path} ({path.stat().st_size} bytes)",
            f"sha256: {digest} ({KNOWN_SHA256.get(digest, 'matches no known public file')})"]
   obj = checks.load_pickle(path)

@@ -33,7 +33,6 @@ from mird_jax import reporting
 from mird_jax import save_points
 from mird_jax import workdir as workdir_lib
 
-PROGRESS = workdir_lib.PROGRESS
 _DELETED = "deleted"  # Orbax renames a deleted step in here (atomic); purged right after.
 
 
@@ -135,13 +134,13 @@ class Checkpoints:
   def commit(self, step: int, meta: dict) -> None:
     """Records ckpt/<step> (saved) as the one to resume from, then drops the best steps
     that no kept checkpoint refers to."""
-    kept = dict((self._record or {}).get("kept", {}))
-    kept[str(step)] = best_step(meta)
+    selected = best_step(meta)
+    kept = dict((self._record or {}).get("kept", {}), **{str(step): selected})
     kept = {s: b for s, b in kept.items() if int(s) in self.latest.all_steps()}
     self._record = {"step": step, "epoch": meta["epoch"], "done": meta["done"],
-                    "best_step": best_step(meta), "kept": kept}
+                    "best_step": selected, "kept": kept}
     if jax.process_index() == 0:
-      reporting.atomic_write(self.workdir / PROGRESS, reporting.dumps(self._record))
+      reporting.atomic_write(self.workdir / workdir_lib.PROGRESS, reporting.dumps(self._record))
     save_points.reached("committed")
     self._prune_best(keep={b for b in kept.values() if b is not None})
 

@@ -11,6 +11,7 @@ import sys
 
 from absl import logging
 
+from data_pipelines import readers
 from mird_jax import config_check
 from mird_jax import workdir as workdir_lib
 
@@ -58,7 +59,7 @@ def run(config, workdir: str | None, mode: str, *, split: str = "test",
     raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
   config_check.validate(config)
   if mode == "eval":
-    splits = ("train", "valid", "test") + (("unlabeled",) if config.data.unlabeled_file else ())
+    splits = readers.SPLITS + (("unlabeled",) if config.data.unlabeled_file else ())
     if split not in splits:
       raise config_check.ConfigError(f"--split={split!r} is not a split of this dataset; "
                                      f"expected one of {', '.join(splits)}")
