@@ -8,7 +8,6 @@ r"""Entry point: parses flags and hands off to mird_jax. The only file that defi
 """
 
 import errno
-import pathlib
 import sys
 
 from absl import app
@@ -19,9 +18,9 @@ from ml_collections import config_flags
 # and the config have been checked.
 from data_pipelines.checks import DataError
 from mird_jax import config_check
-from mird_jax import errors
 from mird_jax import huge_pages
 from mird_jax import main as mird_main
+from mird_jax.runs import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a variant: configs/mosi.py:smoke.",
@@ -29,7 +28,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for data, checkpoints and results (outside the repo); every "
     "mode but describe and benchmark needs it.")
-_MODE = flags.DEFINE_enum("mode", "train", mird_main.MODES, "What to run.")
+_MODE = flags.DEFINE_enum("mode", "train", list(mird_main.MODES), "What to run.")
 _SPLIT = flags.DEFINE_string("split", "test", "--mode=eval: the split to score.")
 _STEP = flags.DEFINE_integer("step", None, "--mode=eval/predict: restore the latest checkpoint "
                              "at this step instead of the best one.")
@@ -56,9 +55,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """Parses flags and loads the config now, so bad input stops in one line before any work."""
   try:
     args = flags.FLAGS(argv)
-    if _MODE.value in mird_main.NO_CONFIG_MODES:
-      if not _WORKDIRS.value:
-        sys.exit(f"run.py: --mode={_MODE.value} needs --workdirs=DIR1,DIR2,...")
+    if not mird_main.MODES[_MODE.value].needs_config:
       return args
     if not flags.FLAGS["config"].present:
       sys.exit(f"run.py: --mode={_MODE.value} needs --config")
@@ -84,26 +81,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   if _DEVICES.value and not all(d.isdigit() and int(d) > 0 for d in _DEVICES.value):
     sys.exit(f"run.py: --devices={','.join(_DEVICES.value)}: expected positive device counts "
              "such as 1,2,4,8")
-  if _MODE.value not in mird_main.NO_WORKDIR_MODES and not _WORKDIR.value:
-    sys.exit(f"run.py: --mode={_MODE.value} needs --workdir")
-  if _WORKDIR.value:
-    _check_workdir_path(_WORKDIR.value)
-  try:
-    config_check.validate(_CONFIG.value)
-  except config_check.ConfigError as e:
-    sys.exit(f"run.py: {e}")
   return args
-
-
-def _check_workdir_path(workdir: str) -> None:
-  """A workdir that is, or lies under, an existing file cannot be made: say so now."""
-  path = pathlib.Path(workdir)
-  for p in (path, *path.parents):
-    if p.exists():
-      if not p.is_dir():
-        where = "is an existing file" if p == path else f"lies under {p}, which is a file"
-        sys.exit(f"run.py: --workdir={workdir} {where}; name a directory")
-      return
 
 
 # Errors of the machine, not of the run: said in one line; nothing committed is lost.
@@ -118,20 +96,17 @@ def _first_line(text) -> str:
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _MODE.value in mird_main.NO_CONFIG_MODES:
-    try:
-      print(mird_main.compare(_WORKDIRS.value, _REFERENCE.value, _METRICS.value), end="")
-    except ValueError as e:
-      sys.exit(f"run.py: {e}")
-    return
+  needs_config = mird_main.MODES[_MODE.value].needs_config
   try:
-    mird_main.run(_CONFIG.value, _WORKDIR.value, _MODE.value, split=_SPLIT.value,
-                  step=_STEP.value, input_path=_INPUT.value,
-                  devices=[int(d) for d in _DEVICES.value or []], as_json=_JSON.value)
-  # Bad input files, a config that does not fit the data or the devices, a workdir that
-  # cannot go on as asked, a loss that went non-finite: one line.
-  except (DataError, FileNotFoundError, config_check.ConfigError, errors.RunError,
-          FloatingPointError) as e:
+    mird_main.run(_CONFIG.value if needs_config else None, _WORKDIR.value, _MODE.value,
+                  split=_SPLIT.value, step=_STEP.value, input_path=_INPUT.value,
+                  devices=[int(d) for d in _DEVICES.value or []], as_json=_JSON.value,
+                  workdirs=_WORKDIRS.value, reference=_REFERENCE.value,
+                  metrics=_METRICS.value)
+  # A mode without what it needs, bad input files, a config that does not fit the data or
+  # the devices, a workdir that cannot go on as asked, a loss that went non-finite: one line.
+  except (mird_main.UsageError, DataError, FileNotFoundError, config_check.ConfigError,
+          errors.RunError, FloatingPointError) as e:
     sys.exit(f"run.py: {e}")
   except OSError as e:
     if e.errno not in _SYSTEM_ERRNOS:

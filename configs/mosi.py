@@ -186,7 +186,7 @@ def _train() -> ConfigDict:
   t.select_mode = "min"  # min | max.
   t.log_every_steps = 20
   t.keep_checkpoints = 2  # "latest" checkpoints kept; the best one is kept separately.
-  # How a rerun starts in a workdir that holds a run (mird_jax/restart.py): auto (resume
+  # How a rerun starts in a workdir that holds a run (mird_jax/runs/restart.py): auto (resume
   # from the last committed step) | from_scratch (move that run to DIR/discarded/<n>/ and
   # train again) | a step number in ckpt/ (resume from that older checkpoint). Not part of
   # the run's identity: any rerun may set it.
@@ -195,7 +195,7 @@ def _train() -> ConfigDict:
   # Devices to train on: 0 = every device of every host; N = the first N devices of this
   # (single) host, e.g. 1 to reproduce a one-device run exactly on a multi-device machine.
   t.num_devices = 0
-  # Also fit the closed-form ridge probes (data_pipelines/probes.py) and report them beside
+  # Also fit the closed-form ridge probes (mird_jax/evaluation/probes.py) and report them beside
   # the model: loads every split into memory, so meant for the synthetic demo.
   t.report_probes = False
   return t

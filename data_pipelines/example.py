@@ -14,8 +14,9 @@ import dataclasses
 
 import numpy as np
 
-NUMERIC_KEYS = ("text_ids", "text_mask", "text_type", "audio", "audio_len", "vision",
-                "vision_len", "label")
+MODEL_KEYS = ("text_ids", "text_mask", "text_type", "audio", "audio_len", "vision",
+              "vision_len")  # What a model reads.
+NUMERIC_KEYS = MODEL_KEYS + ("label",)
 KEYS = NUMERIC_KEYS + ("id",)
 
 

@@ -94,7 +94,7 @@ class CmuMosi(_MirdBuilder):
   Put the CMU-MOSI feature file in manual_dir (data.manual_dir, default
   <data_dir>/downloads/manual), named as data.file says:
     MMSA: MOSI/Processed/unaligned_50.pkl or aligned_50.pkl from the MMSA release
-      (SHA-256 in data_pipelines/verify.py; check with python -m data_pipelines.verify).
+      (SHA-256 in data_pipelines/tools/verify.py; check with python -m data_pipelines.tools.verify).
     MIRD: the MIRD code's data/mosi/mosi.pkl (data.format=mird).
     MAG-BERT/MIB: the word-aligned datasets/mosi.pkl (data.format=mag, configs/mib_mosi.py).
   An unlabelled pool (MIRD's emovoxceleb.pkl) goes beside it, named by data.unlabeled_file.

@@ -7,7 +7,7 @@ Every error names the key, the value found and what is allowed.
 import math
 
 from data_pipelines import readers
-from mird_jax import metrics
+from mird_jax.evaluation import metrics
 
 # Keys whose value must be one of a fixed set. The modules that read them take their
 # allowed values from here.

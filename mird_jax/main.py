@@ -1,24 +1,34 @@
 """What run.py calls: sets up the process and dispatches on the mode.
 
-Importing this module is cheap (no JAX, no TFDS): run.py reads MODES from it while parsing
-flags, and the heavy stack is imported by `run`, after the config has been checked.
+MODES is the one table of modes: what each needs (a config, a workdir) and the function
+that runs it. `check` is the only place that checks a mode's input and validates the
+config. Importing this module is cheap (no JAX, no TFDS): run.py reads MODES from it while
+parsing flags, and each mode's function imports the heavy stack it needs, after `check`.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
 import sys
+from typing import Callable
 
 from absl import logging
 
 from data_pipelines import readers
 from mird_jax import config_check
-from mird_jax import workdir as workdir_lib
+from mird_jax.runs import workdir as workdir_lib
 
-MODES = ("train", "eval", "predict", "describe", "benchmark", "profile", "multiseed",
-         "compare")
-NO_WORKDIR_MODES = ("describe", "benchmark", "profile", "compare")
-NO_CONFIG_MODES = ("compare",)
+
+class UsageError(ValueError):
+  """A mode called without what it needs (a flag, a workdir, a split): said in one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+  needs_config: bool
+  needs_workdir: bool
+  run: Callable[..., None]  # (config, workdir, options) -> None; prints what it reports.
 
 
 class _QuietLibraries:
@@ -50,76 +60,152 @@ def _drop_closed_loop_callbacks() -> None:
   sys.unraisablehook = hook
 
 
-def run(config, workdir: str | None, mode: str, *, split: str = "test",
-        step: int | None = None, input_path: str | None = None,
-        devices: list[int] | None = None, as_json: bool = False) -> None:
-  logging.get_absl_handler().addFilter(_QuietLibraries())
-  _drop_closed_loop_callbacks()
+def _check_workdir_path(workdir: str) -> None:
+  """A workdir that is, or lies under, an existing file cannot be made: say so now."""
+  path = pathlib.Path(workdir)
+  for p in (path, *path.parents):
+    if p.exists():
+      if not p.is_dir():
+        where = "is an existing file" if p == path else f"lies under {p}, which is a file"
+        raise UsageError(f"--workdir={workdir} {where}; name a directory")
+      return
+
+
+def check(mode: str, config, workdir: str | None, options: dict) -> None:
+  """Everything a mode needs, checked before any work, each failure one line: the only
+  place the config is validated."""
   if mode not in MODES:
-    raise ValueError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
+    raise UsageError(f"unknown --mode={mode!r}; expected one of {', '.join(MODES)}")
+  needs = MODES[mode]
+  if not needs.needs_config:
+    if not options.get("workdirs"):
+      raise UsageError(f"--mode={mode} needs --workdirs=DIR1,DIR2,...")
+    return
+  if config is None:
+    raise UsageError(f"--mode={mode} needs --config")
+  if needs.needs_workdir and not workdir:
+    raise UsageError(f"--mode={mode} needs --workdir")
+  if workdir:
+    _check_workdir_path(workdir)
   config_check.validate(config)
   if mode == "eval":
     splits = readers.SPLITS + (("unlabeled",) if config.data.unlabeled_file else ())
-    if split not in splits:
-      raise config_check.ConfigError(f"--split={split!r} is not a split of this dataset; "
-                                     f"expected one of {', '.join(splits)}")
-  if mode == "predict" and not input_path:
-    raise ValueError("--mode=predict needs --input FILE")
+    if options.get("split", "test") not in splits:
+      raise config_check.ConfigError(f"--split={options['split']!r} is not a split of this "
+                                     f"dataset; expected one of {', '.join(splits)}")
+  if mode == "predict" and not options.get("input_path"):
+    raise UsageError("--mode=predict needs --input FILE")
   if mode in ("eval", "predict"):  # Nothing to restore: say so before anything is built.
-    if not workdir:
-      raise ValueError(f"--mode={mode} needs --workdir")
-    workdir_lib.require_trained(workdir, step, mode)
-  if mode == "benchmark" and devices:
+    workdir_lib.require_trained(workdir, options.get("step"), mode)
+
+
+def run(config, workdir: str | None, mode: str, **options) -> None:
+  """Runs `mode` (MODES) on `config` and `workdir`. Options, each for the modes that
+  run.py's flags name: split, step, input_path, devices, as_json, workdirs, reference,
+  metrics."""
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  _drop_closed_loop_callbacks()
+  check(mode, config, workdir, options)
+  if mode == "benchmark" and options.get("devices"):
     # Fakes that many CPU devices (a GPU or TPU backend ignores it); only effective before
-    # JAX first starts a backend, which in run.py's process is just below.
+    # JAX first starts a backend, which in this process is in the mode's function.
     os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
-                                        f"--xla_force_host_platform_device_count={max(devices)}"])
+                                        "--xla_force_host_platform_device_count="
+                                        f"{max(options['devices'])}"])
+  if MODES[mode].needs_workdir:
+    _start_jax(config)
+  MODES[mode].run(config, pathlib.Path(workdir) if workdir else None, options)
+
+
+def _start_jax(config) -> None:
+  """Joins the other processes of a multi-host run, then logs the devices."""
   # pylint: disable=g-import-not-at-top  # The heavy stack, only once the input is checked.
   import jax
-  from mird_jax import benchmark
-  from mird_jax import describe
-  from mird_jax import inference
-  from mird_jax import multiseed
-  from mird_jax import parallel
-  from mird_jax import reporting
-  from mird_jax import step_profile
-  from mird_jax import train
-  # pylint: enable=g-import-not-at-top
-  if mode == "describe":
-    print(describe.describe(config))
-    return
-  if mode == "benchmark":
-    records = (benchmark.sweep(config, devices) if devices else [benchmark.measure(config)])
-    print(json.dumps(records, indent=2) if as_json else
-          "\n".join(benchmark.text(r) for r in records))
-    return
-  if mode == "profile":
-    print(step_profile.report(config))
-    return
-  if not workdir:
-    raise ValueError(f"--mode={mode} needs --workdir")
+  from mird_jax.training import sharding
   if config.train.distributed:
     if "cpu" in os.environ.get("JAX_PLATFORMS", ""):  # Before any backend exists.
       os.environ["XLA_FLAGS"] = " ".join(
-          [os.environ.get("XLA_FLAGS", ""), parallel.CPU_MULTIPROCESS_XLA_FLAGS]).strip()
+          [os.environ.get("XLA_FLAGS", ""), sharding.CPU_MULTIPROCESS_XLA_FLAGS]).strip()
     jax.distributed.initialize()
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
-  workdir_path = pathlib.Path(workdir)
-  if mode == "multiseed":
-    summary = multiseed.run(config, workdir_path)
-    print(f"wrote {workdir_path / 'summary.md'} ({len(summary['seeds'])} seeds)")
-    return
-  if mode == "train":
-    results = train.train_and_evaluate(config, workdir_path)
-    print(reporting.dumps({k: results[k] for k in ("selected_epoch", "test")}), end="")
-    if "probes_test" in results:
-      print(probe_comparison(results))
-  elif mode == "eval":
-    result = inference.evaluate_split(config, workdir_path, split, step)
-    print(reporting.dumps({"split": split, "step": step or "best", "metrics": result}), end="")
-  else:
-    print(inference.predict_file(config, workdir_path, input_path, step))
+
+
+# pylint: disable=g-import-not-at-top  # Each mode imports what it needs when it runs.
+def _train(config, workdir, options) -> None:
+  del options
+  from mird_jax.runs import outputs
+  from mird_jax.runs import train
+  results = train.train_and_evaluate(config, workdir)
+  print(outputs.dumps({k: results[k] for k in ("selected_epoch", "test")}), end="")
+  if "probes_test" in results:
+    print(probe_comparison(results))
+
+
+def _eval(config, workdir, options) -> None:
+  from mird_jax.runs import inference
+  from mird_jax.runs import outputs
+  split, step = options.get("split", "test"), options.get("step")
+  result = inference.evaluate_split(config, workdir, split, step)
+  print(outputs.dumps({"split": split, "step": step or "best", "metrics": result}), end="")
+
+
+def _predict(config, workdir, options) -> None:
+  from mird_jax.runs import inference
+  print(inference.predict_file(config, workdir, options["input_path"], options.get("step")))
+
+
+def _multiseed(config, workdir, options) -> None:
+  del options
+  from mird_jax.research import multiseed
+  summary = multiseed.run(config, workdir)
+  print(f"wrote {workdir / 'summary.md'} ({len(summary['seeds'])} seeds)")
+
+
+def _describe(config, workdir, options) -> None:
+  del workdir, options
+  from mird_jax.tools import describe
+  print(describe.describe(config))
+
+
+def _benchmark(config, workdir, options) -> None:
+  del workdir
+  from mird_jax.tools import benchmark
+  devices = options.get("devices")
+  records = benchmark.sweep(config, devices) if devices else [benchmark.measure(config)]
+  print(json.dumps(records, indent=2) if options.get("as_json") else
+        "\n".join(benchmark.text(r) for r in records))
+
+
+def _profile(config, workdir, options) -> None:
+  del workdir, options
+  from mird_jax.tools import profile
+  print(profile.report(config))
+
+
+def _compare(config, workdir, options) -> None:
+  """The markdown table of several multi-seed workdirs (no config)."""
+  del config, workdir
+  from mird_jax.research import compare
+  metrics = options.get("metrics")
+  try:
+    print(compare.table(options["workdirs"], options.get("reference"),
+                        tuple(metrics) if metrics else compare.HEADLINE), end="")
+  except compare.CompareError as e:
+    raise UsageError(str(e)) from None
+# pylint: enable=g-import-not-at-top
+
+
+MODES = {
+    "train": Mode(needs_config=True, needs_workdir=True, run=_train),
+    "eval": Mode(needs_config=True, needs_workdir=True, run=_eval),
+    "predict": Mode(needs_config=True, needs_workdir=True, run=_predict),
+    "describe": Mode(needs_config=True, needs_workdir=False, run=_describe),
+    "benchmark": Mode(needs_config=True, needs_workdir=False, run=_benchmark),
+    "profile": Mode(needs_config=True, needs_workdir=False, run=_profile),
+    "multiseed": Mode(needs_config=True, needs_workdir=True, run=_multiseed),
+    "compare": Mode(needs_config=False, needs_workdir=False, run=_compare),
+}
 
 
 def probe_comparison(results: dict) -> str:
@@ -129,10 +215,3 @@ def probe_comparison(results: dict) -> str:
   for name, m in results["probes_test"].items():
     lines.append(f"  ridge probe, {name}: {m['Corr']:.3f} / {m['MAE']:.3f}")
   return "\n".join(lines)
-
-
-def compare(workdirs: list[str], reference: str | None, metrics: list[str] | None) -> str:
-  """`--mode=compare`: the markdown table of several multi-seed workdirs (no config)."""
-  from mird_jax import compare as compare_lib  # pylint: disable=g-import-not-at-top
-  return compare_lib.table(workdirs, reference,
-                           tuple(metrics) if metrics else compare_lib.HEADLINE)

@@ -3,7 +3,7 @@ cheap compiles, and one compilation cache for the whole session.
 
 Compiling dominates the suite's time on a CPU, so: LLVM's optimisation is lowered, and
 XLA's CPU fusion emitters are off (its older loop emitters compile the suite's programs in
-about two thirds of the time; the golden values of tests/test_train_step.py hold to 1e-4
+about two thirds of the time; the golden values of tests/training/test_step.py hold to 1e-4
 either way), and every compiled program is kept in a
 per-session cache directory that subprocesses inherit (JAX_COMPILATION_CACHE_DIR), so a
 program built twice, in two tests or two processes with the same devices, compiles once.
@@ -80,12 +80,12 @@ def tokenizer_dir(synthetic_dir, tmp_path_factory):
 def smoke_exp(tmp_path_factory):
   """An Experiment (data, model, jitted steps) for smoke_config() on one device, shared by
   every test that needs the default train step: it compiles once per session. One device
-  because 8 faked ones on 2 cores run a step 4x slower; test_train_step.py checks that 8
+  because 8 faked ones on 2 cores run a step 4x slower; training/test_step.py checks that 8
   devices give the same step."""
-  from mird_jax import experiment  # pylint: disable=g-import-not-at-top
-  from mird_jax import parallel  # pylint: disable=g-import-not-at-top
+  from mird_jax.runs import experiment  # pylint: disable=g-import-not-at-top
+  from mird_jax.training import sharding  # pylint: disable=g-import-not-at-top
   return experiment.build(smoke_config(), tmp_path_factory.mktemp("smoke_exp"),
-                          mesh=parallel.make_mesh(jax.devices()[:1]))
+                          mesh=sharding.make_mesh(jax.devices()[:1]))
 
 
 @pytest.fixture(scope="session")
@@ -107,16 +107,18 @@ def smoke_start(smoke_exp):
 # with test_train_and_resume.py leading, measured 200 s against 176 s for this order:
 # with both processes compiling at once, more of the programs are compiled twice.)
 # Files not listed follow, in collection order. Seconds of CPU on the reference machine.
-COSTLY_FIRST = ("test_research.py",  # 48
-                "test_mib.py",  # 42
-                "test_train_and_resume.py",  # 71, two run.py processes
-                "test_multihost.py",  # 34, two processes
-                "test_run.py",  # 22
-                "test_accumulate.py",  # 31
-                "test_precision.py",  # 16
-                "test_notebook.py",  # 17, a kernel
-                "test_model.py",  # 14
-                "test_train_step.py")  # 8
+COSTLY_FIRST = ("research/test_multiseed.py",  # 40
+                "models/test_mib.py",  # 42
+                "runs/test_train_and_resume.py",  # 71, two run.py processes
+                "runs/test_multihost.py",  # 34, two processes
+                "e2e/test_cli.py",  # 12
+                "tools/test_benchmark.py",  # 6
+                "tools/test_profile.py",  # 4
+                "training/test_accumulate.py",  # 31
+                "training/test_precision.py",  # 16
+                "e2e/test_notebook.py",  # 17, a kernel
+                "models/test_mird.py",  # 14
+                "training/test_step.py")  # 8
 
 
 def pytest_collection_modifyitems(items):
@@ -124,4 +126,5 @@ def pytest_collection_modifyitems(items):
   gone = [name for name in COSTLY_FIRST if not os.path.isfile(os.path.join(here, name))]
   assert not gone, f"tests/conftest.py COSTLY_FIRST names files that do not exist: {gone}"
   rank = {name: i for i, name in enumerate(COSTLY_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+  items.sort(key=lambda item: rank.get(
+      os.path.relpath(item.path, here).replace(os.sep, "/"), len(rank)))

@@ -17,3 +17,12 @@ def smoke_config():
   config.optim.main_lr, config.optim.bert_lr = 3e-3, 1e-3
   config.train.epochs = 3
   return config
+
+
+def train_step_for(config, model, mesh):
+  """The jitted train step of `model` under `config` on `mesh`, as experiment.build makes
+  it (one compiled program per step settings, shared with every run that uses them)."""
+  from mird_jax.training import optim  # pylint: disable=g-import-not-at-top
+  from mird_jax.training import step  # pylint: disable=g-import-not-at-top
+  return step.jit_train_step(model, mesh, step.StepConfig.from_config(config, model),
+                             optim.Settings.from_config(config))

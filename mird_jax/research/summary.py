@@ -1,0 +1,104 @@
+"""The multi-seed summary (summary.json, summary.md) of per-seed results: light (NumPy
+only), so that --mode=compare runs without JAX."""
+
+import json
+import math
+
+import numpy as np
+
+SUMMARY_VERSION = 1
+
+
+def mean_std(values) -> dict:
+  """Mean and sample standard deviation (ddof 1; None for fewer than 2 finite values)."""
+  v = np.array([x for x in values if x is not None and math.isfinite(x)], np.float64)
+  return {"mean": float(v.mean()) if v.size else None,
+          "std": float(v.std(ddof=1)) if v.size > 1 else None, "n": int(v.size)}
+
+
+def _flatten(tree, prefix=""):
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      yield from _flatten(v, f"{prefix}{k}.")
+    else:
+      yield f"{prefix}{k}", v
+
+
+def _aggregate(per_seed: list[dict]) -> dict:
+  keys = list(dict.fromkeys(k for r in per_seed for k, _ in _flatten(r)))
+  flat = [dict(_flatten(r)) for r in per_seed]
+  return {k: mean_std([f.get(k) for f in flat]) for k in keys}
+
+
+def summarise(results: dict[int, dict], config_dict: dict) -> dict:
+  """The summary of {seed: results.json} (see the module docstring)."""
+  ordered = [results[s] for s in sorted(results)]
+  parts = {"test": "test", "valid": "valid", "test_losses": "test_losses",
+           "disentanglement": "disentanglement"}
+  return {
+      "version": SUMMARY_VERSION,
+      "seeds": sorted(results),
+      "select_metric": ordered[0]["select_metric"],
+      **{name: _aggregate([r.get(key, {}) for r in ordered]) for name, key in parts.items()},
+      "per_seed": [{"seed": s, "selected_epoch": r["selected_epoch"],
+                    "epochs_run": r["epochs_run"], "test": r["test"], "valid": r["valid"],
+                    "disentanglement": r.get("disentanglement", {})}
+                   for s, r in sorted(results.items())],
+      "config": config_dict,
+  }
+
+
+def fmt(stat: dict, digits: int = 3) -> str:
+  if stat is None or stat.get("mean") is None:
+    return "n/a"
+  if stat.get("std") is None:
+    return f"{stat['mean']:.{digits}f}"
+  return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+  """A markdown table (every summary and comparison writes its tables with this)."""
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def markdown(summary: dict) -> str:
+  """summary.md: the tables a reader needs, then the exact config."""
+  n = len(summary["seeds"])
+  seeds_text = ", ".join(map(str, summary["seeds"]))
+  out = [f"# Summary over {n} seeds ({seeds_text})", "",
+         "Mean ± sample standard deviation (ddof 1) across seeds; the test split is scored "
+         f"once per seed, on the epoch selected by validation {summary['select_metric']}.", ""]
+  metrics = list(summary["test"])
+  out += ["## Metrics", "", markdown_table(["metric", "test", "valid"], [
+      [k, fmt(summary["test"][k]), fmt(summary["valid"].get(k))] for k in metrics]), ""]
+  per_seed = [[str(r["seed"]), str(r["selected_epoch"])] +
+              [f"{r['test'].get(k, float('nan')):.3f}" if r["test"].get(k) is not None
+               else "n/a" for k in metrics] for r in summary["per_seed"]]
+  out += ["## Per seed (test)", "", markdown_table(["seed", "epoch"] + metrics, per_seed), ""]
+  d = summary["disentanglement"]
+  if d:
+    out += ["## Disentanglement (test split)", "",
+            "k-NN (KSG) MI, in nats, between z_s and each specific latent (MIRD: s_m) or "
+            "the fused z_f and each unimodal latent (MIB: f_m):", "",
+            markdown_table(["pair", "MI"], [[k.split(".")[-1], fmt(v)] for k, v in d.items()
+                                    if k.startswith("knn_mi.")]), ""]
+    spread = {k.split(".")[-1]: v for k, v in d.items() if k.startswith("latent_variance.")}
+    if spread:
+      out += ["Spread of each latent (summed per-dimension variance across examples):", "",
+              markdown_table(["latent", "variance"], [[k, fmt(v)] for k, v in spread.items()]), ""]
+    probes = {tuple(k.split(".")[1:]): v for k, v in d.items() if k.startswith("probe_r2.")}
+    if probes:
+      latents = sorted({z for z, _ in probes})
+      factors = list(dict.fromkeys(f for _, f in probes))
+      out += ["Held-out R² of ridge probes from each latent to each true factor:", "",
+              markdown_table(["latent"] + factors,
+                     [[z] + [fmt(probes.get((z, f)), 2) for f in factors] for z in latents]),
+              ""]
+  losses = summary["test_losses"]
+  if losses:
+    out += ["## Loss terms on the test split", "",
+            markdown_table(["term", "value"], [[k, fmt(v, 4)] for k, v in losses.items()]), ""]
+  out += ["## Config", "", "```json", json.dumps(summary["config"], indent=2, sort_keys=True),
+          "```", ""]
+  return "\n".join(out)

@@ -1,0 +1,57 @@
+"""`--mode=eval` and `--mode=predict`: restore params from a workdir and score or predict.
+
+Both restore params only: the best checkpoint (the one the run committed as selected), or
+the latest checkpoint at `--step`, reading the checkpoints read-only, so they may run beside
+a training in the same workdir. main.run has checked that there is something to restore.
+"""
+
+import pathlib
+
+from absl import logging
+import jax
+
+from data_pipelines import input_pipeline
+from data_pipelines import readers
+from data_pipelines import text
+from mird_jax import config_check
+from mird_jax.runs import checkpoint
+from mird_jax.runs import experiment
+from mird_jax.runs import outputs
+
+
+def _params(exp, workdir, step):
+  ckpts = checkpoint.Checkpoints(workdir, exp.config.train.keep_checkpoints, writable=False)
+  try:
+    if step is None:
+      return ckpts.restore_best_params(exp.abstract_state().params)
+    return ckpts.restore_state_at(step, exp.abstract_state()).params
+  finally:
+    ckpts.close()
+
+
+def evaluate_split(config, workdir, split: str, step: int | None = None) -> dict:
+  exp = experiment.build(config, workdir, training=False)
+  if split not in exp.streams.sources:
+    raise config_check.ConfigError(f"--split={split!r} is not a split of this dataset; "
+                                   f"expected one of {', '.join(sorted(exp.streams.sources))}")
+  result, _ = experiment.evaluate(exp, _params(exp, workdir, step), split)
+  return result
+
+
+def predict_file(config, workdir, path: str, step: int | None = None) -> pathlib.Path:
+  """Predictions for every example of a feature file (any supported format) -> CSV."""
+  spec = readers.ReadSpec.from_config(config)
+  tokenizer = text.load_tokenizer(config.bert.path)
+  splits = readers.read_any(path, spec, tokenizer)
+  sources = {name: input_pipeline.ArraySource(s) for name, s in splits.items()}
+  exp = experiment.build(config, workdir, sources=sources, training=False)
+  params = _params(exp, workdir, step)
+  out = pathlib.Path(workdir) / f"predictions_{pathlib.Path(path).stem}.csv"
+  rows = []
+  for name in sources:
+    preds, labels, ids = experiment.predict(exp, params, exp.streams.eval(name))
+    rows += [(name, i, y, p) for i, y, p in zip(ids, labels, preds)]
+  if jax.process_index() == 0:
+    outputs.write_prediction_rows(out, rows)
+  logging.info("wrote %d predictions to %s", len(rows), out)
+  return out

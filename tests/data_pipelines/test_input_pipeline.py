@@ -1,0 +1,161 @@
+"""Input pipeline: exact coverage, host sharding, determinism, resume from an Orbax checkpoint."""
+
+import collections
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from data_pipelines import checks
+from data_pipelines import input_pipeline
+from mird_jax import config_check
+from mird_jax.runs import experiment
+from mird_jax.training import sharding
+from smoke import smoke_config
+
+OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
+
+
+@pytest.fixture(name="sources", scope="module")
+def _sources(smoke_exp):
+  """The session's synthetic data (built once): 21 valid examples, a multiple of no batch
+  size used below."""
+  assert len(smoke_exp.streams.sources["valid"]) == 21
+  return smoke_exp.streams.sources
+
+
+def _ids(batches):
+  return [list(b["id"]) for b in batches]
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 4])
+def test_eval_counts_every_example_once(sources, hosts):
+  source = sources["valid"]
+  seen = collections.Counter()
+  for h in range(hosts):
+    for batch in input_pipeline.eval_batches(source, 8, OPTIONS, h, hosts):
+      assert batch["audio"].shape[0] == 8 // hosts  # Static shapes, padded.
+      for i, m in zip(batch["id"], batch["mask"]):
+        if m:
+          seen[i] += 1
+        else:
+          assert i == ""
+  assert len(seen) == len(source) == 21 and set(seen.values()) == {1}
+
+
+def test_train_epoch_shuffles_per_epoch_and_covers_whole_batches(sources):
+  stream = input_pipeline.TrainStream(sources["train"], 16, seed=5, read_options=OPTIONS)
+  e0, e1 = list(stream.iterator(0)), list(stream.iterator(1))
+  assert len(e0) == stream.steps_per_epoch == len(sources["train"]) // 16
+  flat0 = sum(_ids(e0), [])
+  assert len(set(flat0)) == len(flat0)  # No repeats within an epoch.
+  assert flat0 != sum(_ids(e1), [])  # A different order each epoch ...
+  assert _ids(e0) == _ids(stream.iterator(0))  # ... and the same order for the same epoch.
+  other_seed = input_pipeline.TrainStream(sources["train"], 16, seed=6, read_options=OPTIONS)
+  assert _ids(other_seed.iterator(0)) != _ids(e0)
+  assert e0[0]["label"].dtype == np.float32 and e0[0]["audio_len"].dtype == np.int32
+
+
+def test_global_batches_do_not_depend_on_host_count(sources):
+  one = list(input_pipeline.TrainStream(sources["train"], 16, 5, OPTIONS).iterator(2))
+  hosts = [list(input_pipeline.TrainStream(sources["train"], 16, 5, OPTIONS, h, 4).iterator(2))
+           for h in range(4)]
+  for step, batch in enumerate(one):
+    rows = [i for h in range(4) for i in hosts[h][step]["id"]]  # Host blocks, in host order.
+    assert rows == list(batch["id"])
+
+
+def test_unlabeled_stream_is_a_function_of_the_step(sources):
+  stream = input_pipeline.UnlabeledStream(sources["unlabeled"], 8, 5, OPTIONS)
+  it = stream.iterator(0)
+  first = [next(it) for _ in range(4)]
+  again = stream.iterator(2)
+  assert list(next(again)["id"]) == list(first[2]["id"])
+  assert list(first[0]["id"]) != list(first[1]["id"])
+  assert "label" not in first[0] and len(set(first[0]["id"])) == 8
+  halves = [input_pipeline.UnlabeledStream(sources["unlabeled"], 8, 5, OPTIONS, h, 2)
+            for h in range(2)]
+  union = [*next(halves[0].iterator(3))["id"], *next(halves[1].iterator(3))["id"]]
+  assert union == list(first[3]["id"])
+
+
+def test_resume_mid_epoch_from_an_orbax_checkpoint(sources, tmp_path):
+  stream = input_pipeline.TrainStream(sources["train"], 8, seed=1, read_options=OPTIONS)
+  it = stream.iterator(epoch=1)
+  for _ in range(2):
+    next(it)
+  mngr = ocp.CheckpointManager(tmp_path / "ckpt")
+  mngr.save(7, args=ocp.args.Composite(data=ocp.args.JsonSave(
+      {"epoch": 1, "iterator": it.get_state()})))
+  mngr.wait_until_finished()
+  expected = [next(it) for _ in range(3)]
+
+  restored = ocp.CheckpointManager(tmp_path / "ckpt").restore(
+      7, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"]
+  resumed = input_pipeline.TrainStream(sources["train"], 8, seed=1, read_options=OPTIONS)
+  it2 = resumed.iterator(restored["epoch"], restored["iterator"])
+  for want in expected:
+    got = next(it2)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_batches_arrive_sharded_on_the_data_axis(sources):
+  mesh = sharding.make_mesh()
+  host = next(input_pipeline.TrainStream(sources["train"], 16, 0, OPTIONS).iterator(0))
+  batch = sharding.to_global(host, mesh)
+  assert "id" not in batch
+  audio = batch["audio"]
+  assert isinstance(audio, jax.Array) and audio.shape == host["audio"].shape
+  assert audio.sharding == sharding.batch_sharding(mesh)
+  assert {s.data.shape[0] for s in audio.addressable_shards} == {2}  # 16 rows / 8 devices.
+  np.testing.assert_array_equal(np.asarray(audio), host["audio"])
+
+
+def test_batch_sizes_that_do_not_split_are_named():
+  mesh = sharding.make_mesh()
+  with pytest.raises(config_check.ConfigError,
+                     match=r"data.batch_size=12 must be a positive multiple of the device "
+                           r"count \(8\)"):
+    sharding.check_batch_size(12, mesh, "data.batch_size")
+
+
+def test_too_small_train_split(sources):
+  with pytest.raises(checks.DataError,
+                     match=r"fewer than one global batch \(data.batch_size=4096\)"):
+    input_pipeline.TrainStream(sources["train"], 4096, 0, OPTIONS)
+
+
+def test_streams_from_config(sources, tmp_path):
+  config = smoke_config()
+  streams = input_pipeline.Streams(config, sources, process_index=0, process_count=1)
+  batch = next(streams.train.iterator(0))
+  assert batch["audio"].shape == (config.data.batch_size, config.data.audio_len,
+                                  config.data.audio_dim)
+  u = next(streams.unlabeled.iterator(0))
+  assert u["audio"].shape[0] == int(config.data.unlabeled_ratio * config.data.batch_size)
+  assert sum(b["mask"].sum() for b in streams.eval("test")) == len(sources["test"])
+  config.data.unlabeled_ratio = 0.0
+  assert input_pipeline.Streams(config, sources, process_index=0,
+                                process_count=1).unlabeled is None
+  config.data.unlabeled_ratio = 1.0
+  no_pool = {k: v for k, v in sources.items() if k != "unlabeled"}
+  with pytest.raises(checks.DataError, match=r"data.unlabeled_ratio=1.0 asks for unlabelled "
+                                             r"examples, but the dataset has no unlabeled"):
+    input_pipeline.Streams(config, no_pool, process_index=0, process_count=1)
+  config.data.unlabeled_ratio = 0.5  # 4 unlabelled rows cannot split over 8 devices.
+  with pytest.raises(config_check.ConfigError,
+                     match=r"data.unlabeled_ratio \* data.batch_size=4"):
+    experiment.build(config, tmp_path, sources=sources)
+
+
+def test_a_run_on_a_subset_of_the_devices():
+  config = smoke_config()
+  assert sharding.mesh_for(config).devices.size == 8  # 0: every device.
+  config.train.num_devices = 1
+  assert sharding.mesh_for(config).devices.size == 1
+  config.train.num_devices = 9
+  with pytest.raises(config_check.ConfigError, match="train.num_devices=9: this host has 8"):
+    sharding.mesh_for(config)

@@ -1,0 +1,147 @@
+"""run.py as a user runs it: bad input stops in one clear line before any work.
+
+Subprocesses inherit the suite's environment (8 faked devices, its compilation cache).
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run(*args, cwd=REPO):
+  return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd,
+                        env=dict(os.environ), capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/nope.py"], "--config=configs/nope.py: cannot load it: .*No such file"),
+    (["--config=configs/mosi.py", "--config.data.batchsize=3"],
+     "--config.data.batchsize: the config has no key 'batchsize'. Did you mean \"batch_size\""),
+    (["--config=configs/mosi.py", "--config.nope=1"], "--config.nope: the config has no key"),
+    (["--config=configs/mosi.py", "--mode=fit"], "--mode=fit: value should be one of"),
+    (["--config=configs/mosi.py:smok"], "unknown config variant 'smok'"),
+    (["--config=configs/mosi.py", "--config.data.batch_size=abc"],
+     "--config.data.batch_size=abc"),
+    (["--config=configs/mosi.py", "--config.model.constraint=mi"],
+     "model.constraint='mi' is not allowed; expected one of 'mim', 'orthogonal', 'none'$"),
+    (["--config=configs/mosi.py", "--config.model.fusion=mag"],
+     "model.fusion='mag' is not allowed; expected one of 'wsa', 'wa'$"),
+    (["--config=configs/mosi.py", "--config.train.select_metric=Acc"],
+     "train.select_metric='Acc' is not allowed; expected one of 'Has0_acc_2', "),
+    (["--config=configs/mosi.py", "--config.train.select_mode=lowest"],
+     "train.select_mode='lowest' is not allowed; expected one of 'min', 'max'$"),
+    (["--config=configs/mosi.py", "--config.model.text_recon_target=ids"],
+     "model.text_recon_target='ids' is not allowed"),
+    (["--config=configs/mosi.py", "--config.optim.schedule=cosine"],
+     "optim.schedule='cosine' is not allowed; expected one of 'warmup_decay', 'public_ramp', "
+     "'constant'$"),
+    (["--config=configs/ablations.py:demo,nc"], "ABLATION one of mim, none, orthogonal"),
+    (["--mode=multiseed"], "--mode=multiseed needs --config$"),
+    (["--mode=compare"], "--mode=compare needs --workdirs=DIR1,DIR2,...$"),
+    (["--mode=compare", "--workdirs=/nonexistent/runs/mim"],
+     "/nonexistent/runs/mim/summary.json: no such file; run --mode=multiseed"),
+    (["--config=configs/mosi.py", "--config.num_seeds=0", "--mode=multiseed"],
+     "num_seeds=0 must be > 0$"),
+    (["--config=configs/demo.py:smoke", "--config.optim.bert_lr=inf"],
+     "optim.bert_lr=inf must be a finite number$"),
+    (["--config=configs/mosi.py", "--config.loss.w_mi=nan"], "loss.w_mi=nan must be a finite"),
+    (["--config=configs/mosi.py", "--config.train.restart=latest"],
+     "train.restart='latest' is not allowed; expected 'auto', 'from_scratch' or a step"),
+    (["--config=configs/mosi.py", "--mode=eval", "--split=nosuch"],
+     "--split='nosuch' is not a split of this dataset; expected one of train, valid, test$"),
+    (["--config=configs/demo.py:smoke", "--mode=eval"],
+     "/w: no such directory; --mode=eval restores a run trained there"),
+    (["--config=configs/demo.py:smoke", "--mode=predict", "--input=/x.pkl"],
+     "/w: no such directory; --mode=predict restores"),
+    (["--config=configs/mosi.py", "--config.data.unlabeled_ratio=2"],
+     "data.unlabeled_ratio=2.0 asks for unlabelled examples but no pool is configured: name "
+     "one with --config.data.unlabeled_file=FILE"),
+])
+def test_bad_input_stops_in_one_line(tmp_path, args, message):
+  workdir = tmp_path / "w"
+  proc = _run(*args, f"--workdir={workdir}")
+  assert proc.returncode != 0
+  lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+  assert len(lines) == 1, lines
+  assert lines[0].startswith("run.py: ")
+  assert re.search(message, lines[0]), lines[0]
+  assert not workdir.exists(), "bad input must stop before any work"
+
+
+def test_a_config_with_a_syntax_error_and_a_workdir_that_is_a_file(tmp_path):
+  bad = tmp_path / "bad_config.py"
+  bad.write_text("def get_config(:\n  pass\n")
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  for args, message in (
+      ([f"--config={bad}", f"--workdir={tmp_path}/w"],
+       f"--config: {bad}, line 1: invalid syntax: def get_config(:"),
+      (["--config=configs/demo.py:smoke", f"--workdir={afile}"],
+       f"--workdir={afile} is an existing file; name a directory"),
+      (["--config=configs/demo.py:smoke", f"--workdir={afile}/sub"],
+       f"--workdir={afile}/sub lies under {afile}, which is a file")):
+    proc = _run(*args)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("run.py: ") and message in lines[0], lines
+
+
+def test_missing_data_files_are_named_with_instructions(tmp_path):
+  proc = _run("--config=configs/mosi.py:smoke", f"--workdir={tmp_path}")
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"run.py: {tmp_path}/tfds/downloads/manual/unaligned_50.pkl: no such")
+  assert "MOSI/Processed/unaligned_50.pkl" in last
+
+
+def test_describe_mode_needs_no_workdir():
+  proc = _run("--config=configs/mosi.py:smoke", "--mode=describe")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "parameters:" in proc.stdout and "forward FLOPs" in proc.stdout
+
+
+def test_a_train_split_smaller_than_one_batch_is_one_line(tmp_path):
+  proc = _run("--config=configs/demo.py:smoke", "--config.data.batch_size=64",
+              f"--workdir={tmp_path}")
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "run.py: the train split has 48 examples, fewer than one global batch "
+      "(data.batch_size=64): lower data.batch_size or use more training data")
+  assert "Traceback" not in proc.stderr
+
+
+def test_missing_workdir_is_named():
+  proc = _run("--config=configs/mosi.py")
+  assert proc.returncode != 0
+  assert proc.stderr.strip().splitlines() == ["run.py: --mode=train needs --workdir"]
+
+
+def test_a_full_disk_or_a_non_finite_loss_is_one_line(tmp_path, monkeypatch):
+  """What the run raises when the machine fails it (a full disk, here in the TensorBoard
+  writer) or the loss goes non-finite becomes one line; other errors keep their traceback."""
+  import errno  # pylint: disable=g-import-not-at-top
+  import run  # pylint: disable=g-import-not-at-top  # Defines run.py's flags, once.
+  run._parse_flags(["run.py", "--config=configs/demo.py:smoke", f"--workdir={tmp_path}"])
+  events = tmp_path / "tensorboard" / "events"
+  for error, line in (
+      (OSError(errno.ENOSPC, "No space left on device", str(events)),
+       f"run.py: [Errno 28] No space left on device: '{events}'; the run is kept up to its "
+       "last committed checkpoint: fix this, then run the same command to resume"),
+      (FloatingPointError("non-finite loss/task at step 3; the run is committed up to step 0"),
+       "run.py: non-finite loss/task at step 3; the run is committed up to step 0")):
+    def fail(*args, error=error, **kwargs):
+      raise error
+    monkeypatch.setattr(run.mird_main, "run", fail)
+    with pytest.raises(SystemExit) as e:
+      run._main(["run.py"])
+    assert str(e.value) == line
+  monkeypatch.setattr(run.mird_main, "run", lambda *a, **k: open("/", "rb"))
+  with pytest.raises(IsADirectoryError):  # A bug, not the machine: the traceback stays.
+    run._main(["run.py"])

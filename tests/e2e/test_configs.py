@@ -1,0 +1,193 @@
+"""Every config file and variant loads, locks, and carries the keys the design names."""
+
+import importlib
+import pathlib
+import re
+
+import pytest
+
+from configs import ablations
+from mird_jax import config_check
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
+CONFIG_FILES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem != "__init__")
+VARIANTS = [None, "smoke"]
+
+# Keys docs/design.md and the issues name; a config that loses one breaks the code reading it.
+REQUIRED = [
+    "seed", "num_seeds",
+    "data.name", "data.format", "data.file", "data.unlabeled_file", "data.data_dir",
+    "data.manual_dir", "data.metric_dataset", "data.label_min", "data.label_max",
+    "data.text_len", "data.audio_len", "data.audio_dim", "data.vision_len",
+    "data.vision_dim", "data.batch_size", "data.eval_batch_size", "data.unlabeled_ratio",
+    "bert.path", "bert.pretrained", "bert.random.hidden_size", "bert.random.num_layers",
+    "model.d_z", "model.fusion", "model.beta_shift", "model.constraint", "model.share_bert",
+    "model.text_recon_target", "model.dtype",
+    "club.hidden", "club.steps", "club.lr", "club.refresh_latents",
+    "loss.task", "loss.combine", "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
+    "loss.w_recon_vision", "loss.w_mi", "loss.w_orthogonal",
+    "optim.groups", "optim.bert_lr", "optim.main_lr", "optim.weight_decay",
+    "optim.warmup_frac", "optim.grad_clip", "optim.schedule", "club.monitor",
+    "train.epochs", "train.patience", "train.select_metric", "train.select_mode",
+    "data.factors_file", "diagnostics.enabled", "diagnostics.knn_k", "diagnostics.knn_dims",
+    "diagnostics.tsne", "model.name", "model.mib.variant", "model.mib.fusion",
+    "model.mib.width", "model.mib.bottleneck", "model.mib.hidden", "model.mib.beta",
+    "model.mib.kl_reduce", "model.mib.sample_at_eval",
+]
+
+
+def _get(config, dotted):
+  for part in dotted.split("."):
+    config = getattr(config, part)
+  return config
+
+
+def _load(name, variant):
+  return importlib.import_module(f"configs.{name}").get_config(variant)
+
+
+def test_the_configs_exist():
+  assert {"mosi", "mosei", "demo", "mosi_paper", "mosei_paper"} <= set(CONFIG_FILES)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_config_loads_with_every_key(name, variant):
+  config = _load(name, variant)
+  for key in REQUIRED:
+    _get(config, key)  # AttributeError names the missing key.
+  assert config.data.batch_size % 8 == 0, "the batch must split over 8 test devices"
+  assert config.model.fusion in ("wsa", "wa")
+  assert config.model.constraint in ("mim", "orthogonal", "none")
+  assert config.model.text_recon_target in ("vocab_logits", "bert_embeddings")
+  assert config.loss.task in ("mse", "l1") and config.loss.combine in ("log", "weighted")
+  assert config.data.metric_dataset in ("mosi", "mosei", "sims")
+  assert config.train.select_mode in ("min", "max")
+  labels = [label for _, label in config.optim.groups]
+  groups = {"mird": ["bert", "club", "main"], "mib": ["bert", "main"]}[config.model.name]
+  assert labels == groups and config.optim.groups[-1][0] == ".*"
+  config_check.validate(config)
+  for pattern, _ in config.optim.groups:
+    re.compile(pattern)
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_smoke_is_tiny(name):
+  full, smoke = _load(name, None), _load(name, "smoke")
+  assert smoke.bert.random.hidden_size <= 64 and smoke.bert.random.num_layers <= 2
+  assert not smoke.bert.pretrained
+  assert smoke.data.audio_len < full.data.audio_len
+  assert smoke.train.epochs <= 2
+
+
+def test_variants_override_the_base_instead_of_copying():
+  mosi, mosei = _load("mosi", None).to_dict(), _load("mosei", None).to_dict()
+  changed = {(section, key) for section in mosi if isinstance(mosi[section], dict)
+             for key in mosi[section] if mosi[section][key] != mosei[section][key]}
+  assert changed == {("data", "name"), ("data", "metric_dataset"), ("data", "audio_len"),
+                     ("data", "audio_dim"), ("data", "vision_dim"),
+                     ("train", "epochs"), ("train", "patience")}
+  demo = _load("demo", None)
+  assert demo.data.name == "synthetic_mosi" and demo.data.synthetic.n_train > 0
+
+
+def test_unknown_variant_is_named():
+  with pytest.raises(ValueError, match="'tiny'.*configs/mosei.py"):
+    _load("mosei", "tiny")
+
+
+def _smoke():
+  return _load("mosi", "smoke")
+
+
+@pytest.mark.parametrize("key", sorted(config_check.CHOICES))
+def test_every_choice_key_rejects_an_unknown_value_in_one_line(key):
+  config = _smoke()
+  config_check.validate(config)
+  parent, _, leaf = key.rpartition(".")
+  setattr(_get(config, parent), leaf, "nope")
+  with pytest.raises(config_check.ConfigError) as e:
+    config_check.validate(config)
+  message = str(e.value)
+  assert "\n" not in message and message.startswith(f"{key}='nope' is not allowed")
+  for allowed in config_check.CHOICES[key]:
+    assert repr(allowed) in message
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.select_metric", "Acc", "train.select_metric='Acc' is not allowed; expected one of "
+                                   "'Has0_acc_2'"),
+    ("train.select_mode", "lowest", "train.select_mode='lowest' is not allowed; expected one "
+                                    "of 'min', 'max'"),
+    ("data.batch_size", 0, "data.batch_size=0 must be > 0"),
+    ("club.steps", -1, "club.steps=-1 must be >= 0"),
+    ("optim.warmup_frac", 1.5, r"optim.warmup_frac=1.5 must be in \[0, 1\]"),
+])
+def test_bad_values_are_named(key, value, message):
+  config = _smoke()
+  parent, _, leaf = key.rpartition(".")
+  setattr(_get(config, parent), leaf, value)
+  with pytest.raises(config_check.ConfigError, match=message):
+    config_check.validate(config)
+
+
+def test_unlabelled_ratio_without_a_pool_stops_with_both_ways_out():
+  config = _load("mosi", None)
+  config_check.validate(config)  # The real-data base trains without a pool ...
+  assert config.data.unlabeled_ratio == 0 and config.data.unlabeled_file == ""
+  config.data.unlabeled_ratio = 2.0  # ... and asking for unlabelled data needs one.
+  with pytest.raises(config_check.ConfigError,
+                     match=r"data.unlabeled_ratio=2.0 asks for unlabelled examples but no pool "
+                           r"is configured: name one with --config.data.unlabeled_file=FILE .* "
+                           r"--config.data.unlabeled_ratio=0"):
+    config_check.validate(config)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_config_passes_validation(name, variant):
+  config_check.validate(_load(name, variant))
+
+
+def test_paper_configs_use_the_mird_layout_and_a_pool():
+  for name in ("mosi_paper", "mosei_paper"):
+    d = _load(name, None).data
+    assert (d.format, d.unlabeled_file, d.unlabeled_ratio) == ("mird", "emovoxceleb.pkl", 2.0)
+    assert (d.text_len, d.audio_len, d.audio_dim, d.vision_len, d.vision_dim) == (
+        50, 400, 33, 55, 709)
+  assert _load("mosei_paper", None).data.metric_dataset == "mosei"
+
+
+def test_dataset_names_match_the_builders():
+  from data_pipelines import tfds_builders  # pylint: disable=g-import-not-at-top
+  assert set(config_check.CHOICES["data.name"]) == set(tfds_builders.BUILDERS)
+
+
+@pytest.mark.parametrize("base", sorted(ablations.BASES))
+def test_every_ablation_is_a_valid_override_of_its_base(base):
+  reference = ablations.get_config(f"{base},mim")
+  for name in ablations.ABLATIONS:
+    if name == "no_unlabeled" and not reference.data.unlabeled_ratio:
+      with pytest.raises(ValueError, match="already trains without unlabelled data"):
+        ablations.get_config(f"{base},{name}")
+      continue
+    config = ablations.get_config(f"{base},{name}")
+    config_check.validate(config)
+    changed = sorted(multiseed_diff(reference.to_dict(), config.to_dict()))
+    assert (changed == []) == (name == "mim"), (name, changed)
+
+
+def multiseed_diff(a, b, prefix=""):
+  for key in a:
+    if isinstance(a[key], dict):
+      yield from multiseed_diff(a[key], b[key], f"{prefix}{key}.")
+    elif a[key] != b[key]:
+      yield f"{prefix}{key}"
+
+
+def test_ablation_names_are_checked():
+  with pytest.raises(ValueError, match="BASE,ABLATION"):
+    ablations.get_config("demo")
+  assert ablations.get_config(None).to_dict() == ablations.get_config("demo,mim").to_dict()
+  with pytest.raises(ValueError, match="ABLATION one of"):
+    ablations.get_config("demo,nc")

@@ -1,0 +1,48 @@
+"""--mode=compare: the table of several multi-seed workdirs and its paired tests."""
+
+import json
+
+import pytest
+from scipy import stats
+
+from mird_jax.research import compare
+from mird_jax.research import summary as summary_lib
+
+
+
+
+def _summary(workdir, name, values_by_seed):
+  d = workdir / name
+  d.mkdir()
+  per_seed = [{"seed": s, "selected_epoch": 1, "epochs_run": 1,
+               "test": {"MAE": mae, "Corr": corr}, "valid": {},
+               "disentanglement": {"knn_mi": {"s_a": mi}}}
+              for s, (mae, corr, mi) in values_by_seed.items()]
+  summary = summary_lib.summarise({r["seed"]: {**r, "select_metric": "MAE", "test_losses": {}}
+                                 for r in per_seed}, {"seed": 0})
+  (d / "summary.json").write_text(json.dumps(summary))
+  return d
+
+
+def test_compare_prints_means_and_paired_tests_against_the_reference(tmp_path):
+  ref = _summary(tmp_path, "mim", {0: (1.0, 0.5, 0.2), 1: (1.1, 0.4, 0.3), 2: (0.9, 0.6, 0.1)})
+  other = _summary(tmp_path, "none", {0: (1.2, 0.3, 0.5), 1: (1.25, 0.35, 0.4),
+                                      2: (1.0, 0.5, 0.45), 3: (5.0, 0.0, 0.0)})
+  text = compare.table([str(ref), str(other)], reference="mim", metrics=("MAE", "Corr"))
+  assert "| mim | 0,1,2 | 1.000 ± 0.100 | 0.500 ± 0.100 |" in text
+  # Seed 3 has no partner in the reference: the test pairs seeds 0-2 only.
+  p = stats.ttest_rel([1.2, 1.25, 1.0], [1.0, 1.1, 0.9]).pvalue
+  assert f"| none | +0.150 (p={p:.3f}, n=3) |" in text
+  p_mi = stats.ttest_rel([0.5, 0.4, 0.45], [0.2, 0.3, 0.1]).pvalue
+  assert f"+0.250 (p={p_mi:.3f}, n=3)" in text
+  with pytest.raises(compare.CompareError, match="--reference=nope is not one of"):
+    compare.table([str(ref), str(other)], reference="nope")
+  with pytest.raises(compare.CompareError, match="no test metric 'Acc'"):
+    compare.table([str(ref)], metrics=("Acc",))
+  with pytest.raises(compare.CompareError, match=r"missing/summary.json: no such file"):
+    compare.table([str(ref), str(tmp_path / "missing")])
+
+
+def test_paired_test_is_undefined_without_spread_or_pairs():
+  assert compare.paired({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0})["p"] is None  # Constant diff.
+  assert compare.paired({0: 1.0}, {1: 1.0}) == {"n": 0, "diff": None, "p": None}

@@ -1,0 +1,143 @@
+"""The multi-seed protocol: its summary, its resumption, and what each seed's run writes.
+
+The multi-seed run uses smoke_config() on the session's one-device mesh, so it runs on the
+compiled programs `smoke_exp` already built (the seed is a run-time value)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mird_jax import config_check
+from mird_jax.research import multiseed
+from mird_jax.runs import save_points
+from mird_jax.runs import train
+from mird_jax.runs import workdir as workdir_lib
+from smoke import smoke_config
+
+
+_DATA_DIRS = {}  # The session's smoke dataset, which the multi-seed run reads too.
+
+
+def _multiseed_config():
+  config = smoke_config()
+  config.train.epochs, config.num_seeds, config.seed = 1, 2, 4
+  config.data.manual_dir, config.data.data_dir = _DATA_DIRS["manual"], _DATA_DIRS["data"]
+  return config
+
+
+@pytest.fixture(name="seeds_dir", scope="module")
+def _seeds_dir(smoke_exp, tmp_path_factory):
+  manual = smoke_exp.manual_dir
+  _DATA_DIRS.update(manual=str(manual), data=str(manual.parent / "tfds"))
+  workdir = tmp_path_factory.mktemp("multiseed")
+  multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
+  return workdir
+
+
+def test_multiseed_summary_is_the_mean_and_std_of_its_seeds(seeds_dir):
+  summary = json.loads((seeds_dir / "summary.json").read_text())
+  assert summary["seeds"] == [4, 5]
+  per_seed = [json.loads((seeds_dir / f"seed_{s}" / "results.json").read_text())
+              for s in (4, 5)]
+  assert per_seed[0]["test"]["MAE"] != per_seed[1]["test"]["MAE"]  # Seeds differ.
+  for part in ("test", "valid"):
+    for metric in ("MAE", "Corr", "MAG/Acc2"):
+      values = [r[part][metric] for r in per_seed]
+      got = summary[part][metric]
+      assert got["mean"] == pytest.approx(np.mean(values))
+      assert got["std"] == pytest.approx(np.std(values, ddof=1))
+  mi = [r["disentanglement"]["knn_mi"]["s_a"] for r in per_seed]
+  assert summary["disentanglement"]["knn_mi.s_a"]["mean"] == pytest.approx(np.mean(mi))
+  assert [r["selected_epoch"] for r in summary["per_seed"]] == [1, 1]
+  assert summary["config"]["seed"] == 4 and summary["config"]["num_seeds"] == 2
+  md = (seeds_dir / "summary.md").read_text()
+  assert "# Summary over 2 seeds (4, 5)" in md and "| MAE |" in md and '"num_seeds": 2' in md
+  # Every seed read the one dataset (here the session's), none built its own.
+  assert not list(seeds_dir.glob("seed_*/tfds")) and not list(seeds_dir.glob("seed_*/raw"))
+
+
+def test_a_seed_equals_a_single_run_with_that_seed(seeds_dir):
+  config = multiseed.seed_config(_multiseed_config(), 5, seeds_dir)
+  assert config.seed == 5
+  single = json.loads((seeds_dir / "seed_5" / "results.json").read_text())
+  saved = json.loads((seeds_dir / "seed_5" / "config.json").read_text())
+  assert saved == json.loads(json.dumps(config.to_dict()))
+  assert single["test"]["MAE"] == pytest.approx(
+      json.loads((seeds_dir / "summary.json").read_text())["per_seed"][1]["test"]["MAE"])
+
+
+def test_rerun_skips_finished_seeds_and_refuses_another_config(seeds_dir, smoke_exp,
+                                                              monkeypatch):
+  def no_training(*args, **kwargs):
+    raise AssertionError("a finished seed was trained again")
+  monkeypatch.setattr(train, "train_and_evaluate", no_training)
+  before = (seeds_dir / "summary.json").read_text()
+  multiseed.run(_multiseed_config(), seeds_dir, mesh=smoke_exp.mesh)
+  assert (seeds_dir / "summary.json").read_text() == before
+  other = _multiseed_config()
+  other.model.constraint = "none"
+  with pytest.raises(config_check.ConfigError, match=r"different config \(changed: "
+                     r"model.constraint\)"):
+    multiseed.run(other, seeds_dir, mesh=smoke_exp.mesh)
+  assert (seeds_dir / "summary.json").read_text() == before
+
+
+class _Killed(Exception):
+  """Raised at a save point: the run stops there, as a kill would (save_points.py)."""
+
+
+def test_a_multiseed_run_killed_mid_seed_ends_with_the_same_summary(seeds_dir, smoke_exp,
+                                                                   tmp_path):
+  """Seed 5 stopped between its best and its latest checkpoint (the state that once made
+  the protocol unfinishable), then the same command: seed 4 is not trained again, seed 5
+  ends with the results of the uninterrupted run, and so does the summary."""
+  workdir = tmp_path / "multiseed"
+  shutil.copytree(seeds_dir, workdir)
+  shutil.rmtree(workdir / "seed_5")
+  (workdir / "summary.json").unlink()
+
+  def kill(point):
+    if point == "best_saved":
+      raise _Killed(point)
+  save_points.observer = kill
+  try:
+    with pytest.raises(_Killed):
+      multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
+  finally:
+    save_points.observer = None
+  assert not (workdir / "seed_5" / "results.json").exists()
+  assert workdir_lib.step_dirs(workdir / "seed_5" / "best") and not workdir_lib.step_dirs(
+      workdir / "seed_5" / "ckpt")
+  multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
+  for name in ("summary.json", "seed_4/results.json", "seed_5/results.json",
+               "seed_5/metrics.jsonl"):
+    assert (workdir / name).read_text() == (seeds_dir / name).read_text(), name
+
+
+def test_run_outputs_hold_the_diagnostics(seeds_dir):
+  run = seeds_dir / "seed_4"
+  history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+  terms = history[0]["valid_losses"]
+  for key in ("task", "recon/text", "recon/audio", "recon/vision", "loss",
+              "mi/s_l", "mi/a_v", "club_loglik/s_v", "orthogonal/s_a"):
+    assert np.isfinite(terms[key]), key
+  assert set(history[0]["train"]) >= {"loss/mi/s_a", "club_nll"}
+  results = json.loads((run / "results.json").read_text())
+  probes = results["disentanglement"]["probe_r2"]
+  assert set(probes) == {"z_s", "z_l", "z_a", "z_v"}
+  # z_a is built from the audio frames alone, which carry the audio private factor and not
+  # the vision one: a probe that read the wrong ids or factors could not show this.
+  assert probes["z_a"]["private_a"] > probes["z_a"]["private_v"] + 0.1, probes["z_a"]
+  assert set(results["disentanglement"]["knn_mi"]) == {"s_l", "s_a", "s_v"}
+  for name in ("curves.png", "latents.png"):
+    assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_seed_config_reads_one_dataset_in_the_multiseed_workdir():
+  config = multiseed.seed_config(smoke_config(), 7, "/runs/table")
+  assert config.seed == 7 and config.data.data_dir == "/runs/table/tfds"
+  assert config.data.manual_dir == "/runs/table/raw"  # The synthetic files go there.
+  with pytest.raises(AttributeError):
+    config.new_key = 1  # Still locked.
