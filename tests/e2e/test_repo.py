@@ -203,11 +203,15 @@ def _prose(path: pathlib.Path):
 
 
 def _module_exists(dotted: str) -> bool:
-  """A dotted name names a module or package (what follows may be an attribute)."""
-  parts = dotted.split(".")
-  return any(REPO.joinpath(*parts[:n]).with_suffix(".py").is_file() or
-             (REPO.joinpath(*parts[:n]) / "__init__.py").is_file()
-             for n in range(len(parts), 1, -1))
+  """A dotted name names a module (what follows it may be an attribute); inside a package,
+  each part must be a module or a package."""
+  path = REPO
+  for part in dotted.split("."):
+    if (path / part / "__init__.py").is_file():
+      path = path / part
+    else:
+      return (path / f"{part}.py").is_file()
+  return True
 
 
 def test_docs_docstrings_and_comments_name_only_files_and_modules_that_exist():

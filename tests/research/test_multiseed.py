@@ -17,22 +17,19 @@ from mird_jax.runs import workdir as workdir_lib
 from smoke import smoke_config
 
 
-_DATA_DIRS = {}  # The session's smoke dataset, which the multi-seed run reads too.
-
-
-def _multiseed_config():
+def _multiseed_config(smoke_exp):
+  """Two one-epoch seeds on the session's smoke dataset (read, never rebuilt)."""
   config = smoke_config()
   config.train.epochs, config.num_seeds, config.seed = 1, 2, 4
-  config.data.manual_dir, config.data.data_dir = _DATA_DIRS["manual"], _DATA_DIRS["data"]
+  manual = smoke_exp.manual_dir
+  config.data.manual_dir, config.data.data_dir = str(manual), str(manual.parent / "tfds")
   return config
 
 
 @pytest.fixture(name="seeds_dir", scope="module")
 def _seeds_dir(smoke_exp, tmp_path_factory):
-  manual = smoke_exp.manual_dir
-  _DATA_DIRS.update(manual=str(manual), data=str(manual.parent / "tfds"))
   workdir = tmp_path_factory.mktemp("multiseed")
-  multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
+  multiseed.run(_multiseed_config(smoke_exp), workdir, mesh=smoke_exp.mesh)
   return workdir
 
 
@@ -58,8 +55,8 @@ def test_multiseed_summary_is_the_mean_and_std_of_its_seeds(seeds_dir):
   assert not list(seeds_dir.glob("seed_*/tfds")) and not list(seeds_dir.glob("seed_*/raw"))
 
 
-def test_a_seed_equals_a_single_run_with_that_seed(seeds_dir):
-  config = multiseed.seed_config(_multiseed_config(), 5, seeds_dir)
+def test_a_seed_equals_a_single_run_with_that_seed(seeds_dir, smoke_exp):
+  config = multiseed.seed_config(_multiseed_config(smoke_exp), 5, seeds_dir)
   assert config.seed == 5
   single = json.loads((seeds_dir / "seed_5" / "results.json").read_text())
   saved = json.loads((seeds_dir / "seed_5" / "config.json").read_text())
@@ -74,9 +71,9 @@ def test_rerun_skips_finished_seeds_and_refuses_another_config(seeds_dir, smoke_
     raise AssertionError("a finished seed was trained again")
   monkeypatch.setattr(train, "train_and_evaluate", no_training)
   before = (seeds_dir / "summary.json").read_text()
-  multiseed.run(_multiseed_config(), seeds_dir, mesh=smoke_exp.mesh)
+  multiseed.run(_multiseed_config(smoke_exp), seeds_dir, mesh=smoke_exp.mesh)
   assert (seeds_dir / "summary.json").read_text() == before
-  other = _multiseed_config()
+  other = _multiseed_config(smoke_exp)
   other.model.constraint = "none"
   with pytest.raises(config_check.ConfigError, match=r"different config \(changed: "
                      r"model.constraint\)"):
@@ -104,13 +101,13 @@ def test_a_multiseed_run_killed_mid_seed_ends_with_the_same_summary(seeds_dir, s
   save_points.observer = kill
   try:
     with pytest.raises(_Killed):
-      multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
+      multiseed.run(_multiseed_config(smoke_exp), workdir, mesh=smoke_exp.mesh)
   finally:
     save_points.observer = None
   assert not (workdir / "seed_5" / "results.json").exists()
   assert workdir_lib.step_dirs(workdir / "seed_5" / "best") and not workdir_lib.step_dirs(
       workdir / "seed_5" / "ckpt")
-  multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
+  multiseed.run(_multiseed_config(smoke_exp), workdir, mesh=smoke_exp.mesh)
   for name in ("summary.json", "seed_4/results.json", "seed_5/results.json",
                "seed_5/metrics.jsonl"):
     assert (workdir / name).read_text() == (seeds_dir / name).read_text(), name
