@@ -191,7 +191,7 @@ def _compare(config, workdir, options) -> None:
   try:
     print(compare.table(options["workdirs"], options.get("reference"),
                         tuple(metrics) if metrics else compare.HEADLINE), end="")
-  except compare.CompareError as e:
+  except ValueError as e:  # A workdir without a summary, a damaged or older one.
     raise UsageError(str(e)) from None
 # pylint: enable=g-import-not-at-top
 

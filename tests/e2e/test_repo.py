@@ -42,6 +42,18 @@ def _imports(path: pathlib.Path) -> set[str]:
   return names
 
 
+def test_no_source_file_is_ignored_by_git():
+  """A pattern in .gitignore that catches a source file leaves it out of every clone."""
+  out = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard",
+                        *(d.rstrip("/") for d in TOP_DIRS), "run.py"],
+                       cwd=REPO, capture_output=True, text=True)
+  if out.returncode:  # Not a git checkout (an exported tree): nothing can be ignored.
+    return
+  ignored = [line for line in out.stdout.splitlines()
+             if "__pycache__" not in line and not line.endswith(".pyc")]
+  assert not ignored, f"ignored by .gitignore: {ignored}"
+
+
 def test_data_pipelines_never_import_mird_jax():
   for path in _modules("data_pipelines"):
     bad = {m for m in _imports(path) if m == "mird_jax" or m.startswith("mird_jax.")}

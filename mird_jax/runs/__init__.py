@@ -1,0 +1,1 @@
+"""One run in one workdir: assembly, the epoch loop, checkpoints, outputs, inference."""
