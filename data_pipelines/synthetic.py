@@ -22,7 +22,8 @@ Generative model, per example (all factors standard normal):
   n_t, n_a, n_v  label-irrelevant nuisance (2-d) per modality
   label = quantise(s + 0.8 (p_t + p_a + p_v) + 0.3 noise) on the MOSI grid (0.2 steps),
   clipped to [-3, 3]. Any one modality sees s and its own p only, so all three together
-  predict the label clearly better than any one (tests/data_pipelines/test_synthetic.py measures it).
+  predict the label clearly better than any one (tests/data_pipelines/test_synthetic.py
+  measures it).
 Audio/vision frames are a fixed linear mix of (s, p_m) and n_m plus per-frame noise, for a
 random number of frames, then exact zeros (back-padding). Transcripts draw "sentiment
 words" from buckets ordered by s + p_t, "nuisance words" by n_t, and filler words.
