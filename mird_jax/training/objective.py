@@ -1,5 +1,6 @@
-"""The main training objective: which loss terms a model has, each term as sums over rows
-(losses.*_sums) and the total built from them.
+"""The main training objective: each loss term as sums over rows (losses.*_sums) and the
+total built from them. Which terms a model has is its family's `loss_terms(spec)`
+(models/factory.py); the step computes those with a non-zero weight (step.StepConfig).
 
 A term's sums over the rows of a batch (a dict of arrays) add up across parts of the
 batch, and the term is a function of the sums (`finish`): one forward gives a batch's
