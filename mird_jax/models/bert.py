@@ -83,7 +83,8 @@ class Layer(nn.Module):
   def __call__(self, x_BxTxH, mask_BxT, deterministic: bool):
     cfg = self.cfg
     drop = lambda t: nn.Dropout(cfg.hidden_dropout)(t, deterministic=deterministic)
-    ctx = SelfAttention(cfg=cfg, dtype=self.dtype, name="attention_self")(x_BxTxH, mask_BxT, deterministic)
+    ctx = SelfAttention(cfg=cfg, dtype=self.dtype, name="attention_self")(x_BxTxH, mask_BxT,
+                                                                          deterministic)
     attn = drop(_dense(cfg.hidden_size, self.dtype, "attention_output")(ctx))
     x = _layer_norm(cfg, self.dtype, "attention_LayerNorm")(x_BxTxH + attn)
     inter = gelu(_dense(cfg.intermediate_size, self.dtype, "intermediate")(x))

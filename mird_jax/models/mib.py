@@ -8,8 +8,8 @@
   late (L-MIB):     z_m = bottleneck_m(x_m); prediction = Dense(1)(fusion(z_l, z_a, z_v))
   complete (C-MIB): z_m = bottleneck_m(x_m); prediction, z_f = bottleneck_f(fusion(z_l, z_a, z_v))
 Each bottleneck's KL to N(0, I) and (for the unimodal ones) its own prediction's task loss
-enter the loss (step.py). z is sampled in training; evaluation uses the posterior mean
-(z = mu) unless `sample_at_eval`, the public code's stochastic evaluation.
+enter the loss (training/objective.py). z is sampled in training; evaluation uses the
+posterior mean (z = mu) unless `sample_at_eval`, the public code's stochastic evaluation.
 
 `__call__` returns (prediction [B], aux): aux holds z_l, z_a, z_v, z_f (the unimodal
 representations and the fused one, the latents the diagnostics read) and, per bottleneck

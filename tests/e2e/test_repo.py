@@ -31,15 +31,20 @@ def _dotted(path: pathlib.Path) -> str:
   return ".".join(path.relative_to(REPO).with_suffix("").parts)
 
 
-def _imports(path: pathlib.Path) -> set[str]:
-  tree = ast.parse(path.read_text(), str(path))
+def _imported(path: pathlib.Path) -> set[str]:
+  """What `path` imports, as dotted names: `import a.b` gives a.b, `from a import b` a.b
+  (a module or a name in one)."""
   names = set()
-  for node in ast.walk(tree):
+  for node in ast.walk(ast.parse(path.read_text(), str(path))):
     if isinstance(node, ast.Import):
       names |= {a.name for a in node.names}
     elif isinstance(node, ast.ImportFrom) and node.module:
-      names.add(node.module)
+      names |= {f"{node.module}.{a.name}" for a in node.names}
   return names
+
+
+def _within(name: str, package: str) -> bool:
+  return name == package or name.startswith(package + ".")
 
 
 def test_no_source_file_is_ignored_by_git():
@@ -56,7 +61,7 @@ def test_no_source_file_is_ignored_by_git():
 
 def test_data_pipelines_never_import_mird_jax():
   for path in _modules("data_pipelines"):
-    bad = {m for m in _imports(path) if m == "mird_jax" or m.startswith("mird_jax.")}
+    bad = {m for m in _imported(path) if _within(m, "mird_jax")}
     assert not bad, f"{path.name} imports {sorted(bad)}: data flows one way"
 
 
@@ -76,25 +81,12 @@ def _unit(module: str) -> str | None:
   return None
 
 
-def _mird_imports(path: pathlib.Path) -> set[str]:
-  """The mird_jax modules `path` imports (`from mird_jax.runs import train` counts as
-  mird_jax.runs.train)."""
-  tree = ast.parse(path.read_text(), str(path))
-  names = set()
-  for node in ast.walk(tree):
-    if isinstance(node, ast.Import):
-      names |= {a.name for a in node.names if a.name.startswith("mird_jax")}
-    elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mird_jax"):
-      names |= {f"{node.module}.{a.name}" for a in node.names}
-  return names
-
-
 def test_imports_go_one_way_between_the_folders_of_mird_jax():
   bad = []
   for path in _modules("mird_jax"):
     here = _unit(_dotted(path))
     assert here is not None, f"{path.relative_to(REPO)} is in no floor of FLOORS"
-    for module in _mird_imports(path):
+    for module in filter(lambda m: _within(m, "mird_jax"), _imported(path)):
       there = _unit(module)
       assert there is not None, f"{path.relative_to(REPO)} imports {module}, in no floor"
       if there != here and FLOORS[there] >= FLOORS[here]:
@@ -105,36 +97,28 @@ def test_imports_go_one_way_between_the_folders_of_mird_jax():
 def test_only_the_factory_reads_configs_in_models_and_training_never_reads_files():
   bad = []
   for path in _modules("mird_jax/models"):
-    config_readers = {m for m in _imports(path)
-                      if m == "ml_collections" or m.startswith("mird_jax.config_check")}
-    config_readers |= {m for m in _mird_imports(path) if m == "mird_jax.config_check"}
+    config_readers = {m for m in _imported(path)
+                      if _within(m, "ml_collections") or _within(m, "mird_jax.config_check")}
     if config_readers and path.name != "factory.py":
       bad.append(f"{path.relative_to(REPO)} imports {sorted(config_readers)}")
   for path in [*_modules("mird_jax/training"), *_modules("mird_jax/models")]:
-    data = {m for m in _imports(path) if m.startswith("data_pipelines")}
-    data |= {f"data_pipelines.{a}" for a in _from_names(path, "data_pipelines")}
-    data -= {"data_pipelines", "data_pipelines.example"}
+    data = {m for m in _imported(path)
+            if _within(m, "data_pipelines") and not _within(m, "data_pipelines.example")}
     if data:
       bad.append(f"{path.relative_to(REPO)} imports {sorted(data)}: only the canonical "
                  "example's keys and dims")
   for path in _modules("mird_jax/evaluation"):
-    data = {m for m in _imports(path) if m.startswith("data_pipelines")}
+    data = {m for m in _imported(path) if _within(m, "data_pipelines")}
     if data:
       bad.append(f"{path.relative_to(REPO)} imports {sorted(data)}")
   assert not bad, "\n".join(bad)
-
-
-def _from_names(path: pathlib.Path, module: str) -> set[str]:
-  tree = ast.parse(path.read_text(), str(path))
-  return {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-          and node.module == module for a in node.names}
 
 
 def test_only_main_imports_research_and_tools():
   bad = []
   for path in _modules("mird_jax"):
     here = _unit(_dotted(path))
-    for module in _mird_imports(path):
+    for module in filter(lambda m: _within(m, "mird_jax"), _imported(path)):
       there = _unit(module)
       if there in ("mird_jax.research", "mird_jax.tools") and here not in (
           there, "mird_jax.main"):
@@ -143,16 +127,9 @@ def test_only_main_imports_research_and_tools():
 
 
 def test_every_module_has_a_test_file_that_imports_it():
-  imported = set()
-  for path in (REPO / "tests").rglob("*.py"):
-    tree = ast.parse(path.read_text(), str(path))
-    for node in ast.walk(tree):
-      if isinstance(node, ast.Import):
-        imported |= {a.name for a in node.names}
-      elif isinstance(node, ast.ImportFrom) and node.module:
-        imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+  imported = set().union(*map(_imported, (REPO / "tests").rglob("*.py")))
   modules = [_dotted(p) for p in [*_modules("mird_jax"), *_modules("data_pipelines")]]
-  untested = [m for m in modules if m not in imported]
+  untested = [m for m in modules if not any(_within(i, m) for i in imported)]
   assert not untested, f"no test file imports {untested}"
 
 
