@@ -17,15 +17,11 @@ import pathlib
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 
 from data_pipelines import tfds_builders
 from mird_jax.research import summary as summary_lib
 from mird_jax.runs import outputs
-from mird_jax.runs import restart
 from mird_jax.runs import train
-from mird_jax.runs import workdir as workdir_lib
-from mird_jax.runs import workdir_lock
 
 
 def seed_config(config, seed: int, workdir):
@@ -48,15 +44,7 @@ def seeds(config) -> list[int]:
 def run(config, workdir, mesh=None) -> dict:
   """Runs (or finishes) every seed, then writes and returns the summary."""
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  first = jax.process_index() == 0
-  with workdir_lock.hold(workdir, enabled=first):
-    if first:
-      restart.apply(config.train.restart, workdir, multiseed=True)
-      # Refuses another config's workdir.
-      outputs.record_config(config, workdir, workdir_lib.holds_progress(workdir))
-    if jax.process_count() > 1:  # The others read the workdir once the first has set it up.
-      multihost_utils.sync_global_devices("mird_jax.research.multiseed: workdir ready")
+  with train.claimed(config, workdir, multiseed=True):
     results = {}
     for seed in seeds(config):
       sub = workdir / f"seed_{seed}"
@@ -69,7 +57,7 @@ def run(config, workdir, mesh=None) -> dict:
       results[seed] = train.train_and_evaluate(seed_config(config, seed, workdir), sub,
                                                mesh=mesh)
     summary = summary_lib.summarise(results, config.to_dict())
-    if first:
+    if jax.process_index() == 0:
       outputs.atomic_write(workdir / "summary.json", outputs.dumps(summary))
       outputs.atomic_write(workdir / "summary.md", summary_lib.markdown(summary))
     return summary

@@ -9,6 +9,7 @@ step), so a resumed run continues bit for bit where the interrupted one stopped.
 training at a time holds the workdir (workdir_lock.py).
 """
 
+import contextlib
 import pathlib
 import signal
 import sys
@@ -209,18 +210,29 @@ def _in_memory(sources) -> dict:
           for name in ("train", "valid", "test")}
 
 
-def train_and_evaluate(config, workdir, mesh=None) -> dict:
-  """Trains, selects on validation, scores test; `mesh` defaults to every device. The config
-  is one that main.check has validated."""
-  workdir = pathlib.Path(workdir)
+@contextlib.contextmanager
+def claimed(config, workdir: pathlib.Path, multiseed: bool = False):
+  """Holds `workdir` for one training (or, with `multiseed`, a whole protocol): its lock
+  taken, `train.restart` carried out and the config recorded as the workdir's identity
+  (another config's workdir is refused), all by the first process; the others of a
+  multi-host run wait until it has."""
   workdir.mkdir(parents=True, exist_ok=True)
   first = jax.process_index() == 0
   with workdir_lock.hold(workdir, enabled=first):
     if first:
-      restart.apply(config.train.restart, workdir)
+      restart.apply(config.train.restart, workdir, multiseed=multiseed)
       outputs.record_config(config, workdir, workdir_lib.holds_progress(workdir))
     if jax.process_count() > 1:  # The others read the workdir once the first has set it up.
-      multihost_utils.sync_global_devices("mird_jax.runs.train: workdir ready")
+      multihost_utils.sync_global_devices(
+          f"mird_jax: {'multi-seed ' if multiseed else ''}workdir ready")
+    yield
+
+
+def train_and_evaluate(config, workdir, mesh=None) -> dict:
+  """Trains, selects on validation, scores test; `mesh` defaults to every device. The config
+  is one that main.check has validated."""
+  workdir = pathlib.Path(workdir)
+  with claimed(config, workdir):
     save_points.reached("config_written")
     exp = experiment.build(config, workdir, mesh=mesh)
     ckpts = checkpoint.Checkpoints(workdir, config.train.keep_checkpoints)
