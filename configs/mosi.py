@@ -58,6 +58,9 @@ def _bert() -> ConfigDict:
   # (resolved through the transformers cache only when the user has network).
   b.path = "bert-base-uncased"
   b.pretrained = True  # False: random init with the `random` sizes below.
+  # False: only the language BERT (bert_l) loads the checkpoint; the modality-agnostic
+  # WSA-BERT (bert_s) keeps its random N(0, 0.02) start, as the public MIRD code's does.
+  b.pretrained_agnostic = True
   b.random = ConfigDict()  # Architecture used when pretrained is False.
   b.random.vocab_size = 30522
   b.random.hidden_size = 768
@@ -112,6 +115,9 @@ def _model() -> ConfigDict:
   # flax: Flax's default initialisers; pytorch: torch's (U(+-1/sqrt(fan_in)) for Linear,
   # U(+-1/sqrt(hidden)) for LSTM), as the public code gets. BERT and WSA: N(0, 0.02) in both.
   m.init_scheme = "flax"
+  # LSTM cell layout: flax (one bias per gate) | torch (torch.nn.LSTMCell's two, bias_ih and
+  # bias_hh, which Adam moves separately, so the summed bias moves twice as far per step).
+  m.lstm_cell = "flax"
   m.dtype = "float32"  # Compute dtype (bfloat16 for TPU/GPU); params stay float32.
   m.mib = _mib()
   return m
@@ -164,6 +170,10 @@ def _optim() -> ConfigDict:
   o.b1 = 0.9
   o.b2 = 0.999
   o.eps = 1e-6  # transformers' AdamW default, which the public code used.
+  # optax: epsilon added after Adam's bias correction, decay of the pre-update param.
+  # transformers: its AdamW's arithmetic (the public code's): epsilon before the bias
+  # correction (effectively eps / sqrt(1 - b2^t)), decay of the updated param.
+  o.adamw = "optax"
   # warmup_decay: linear warmup over warmup_frac of all steps, then linear decay to 0.
   # public_ramp: the public code's (swapped-argument) schedule, a linear ramp to the peak
   # over the whole run, for the ablation that reproduces it. constant: no schedule (MIB).

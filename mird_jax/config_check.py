@@ -23,10 +23,12 @@ CHOICES = {
     "model.constraint": ("mim", "orthogonal", "none"),
     "model.text_recon_target": ("vocab_logits", "bert_embeddings"),
     "model.init_scheme": ("flax", "pytorch"),
+    "model.lstm_cell": ("flax", "torch"),
     "model.dtype": ("float32", "bfloat16"),
     "loss.task": ("mse", "l1"),
     "loss.combine": ("log", "weighted"),
     "optim.schedule": ("warmup_decay", "public_ramp", "constant"),
+    "optim.adamw": ("optax", "transformers"),
     "train.select_mode": ("min", "max"),
 }
 _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.audio_len",
@@ -96,6 +98,9 @@ def validate(config) -> None:
     raise ConfigError(f"optim.warmup_frac={config.optim.warmup_frac!r} must be in [0, 1]")
   _one_of("train.select_metric", config.train.select_metric,
           metrics.names(config.data.metric_dataset))
+  if config.model.share_bert and not config.bert.pretrained_agnostic:
+    raise ConfigError("bert.pretrained_agnostic=False keeps the agnostic BERT random while "
+                      "model.share_bert=True makes it the language BERT: set one of them back")
   d = config.data
   if config.model.name == "mib" and d.unlabeled_ratio > 0:
     raise ConfigError(f"data.unlabeled_ratio={d.unlabeled_ratio} but model.name='mib' trains on "

@@ -48,7 +48,7 @@ def bert_config(config: ml_collections.ConfigDict) -> bert.BertConfig:
 def mird_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> mird.ModelSpec:
   m, w = config.model, config.loss
   for key in ("model.constraint", "model.text_recon_target", "model.init_scheme",
-              "model.fusion"):
+              "model.fusion", "model.lstm_cell"):
     config_check.require_choice(key, config_check.get(config, key))
   return mird.ModelSpec(
       bert=bert_cfg, dims=example.Dims.from_config(config.data), d_z=m.d_z,
@@ -59,7 +59,7 @@ def mird_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> m
       club_hidden=config.club.hidden,
       estimators=m.constraint == "mim" or config.club.monitor,
       recon=(w.w_recon_text > 0, w.w_recon_audio > 0, w.w_recon_vision > 0),
-      init_scheme=m.init_scheme, dtype=m.dtype)
+      init_scheme=m.init_scheme, lstm_cell=m.lstm_cell, dtype=m.dtype)
 
 
 def mib_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> mib.MibSpec:
@@ -121,11 +121,14 @@ def _jitted_init(cls, spec):
 
 def init_params(model, rng, bert_settings: ml_collections.ConfigDict | None = None):
   """Random params for every module; with `bert_settings.pretrained`, every BERT is then
-  filled from the checkpoint at `bert_settings.path`."""
+  filled from the checkpoint at `bert_settings.path` (but MIRD's modality-agnostic
+  `bert_s` without `bert_settings.pretrained_agnostic`: the public code's random start)."""
   params = _jitted_init(type(model), model.spec)(rng, dummy_batch(model.spec))["params"]
   if bert_settings is not None and bert_settings.pretrained:
     params = flax.core.unfreeze(params)
     for name in _BERTS:
+      if name == "bert_s" and not bert_settings.pretrained_agnostic:
+        continue
       if name in params:
         params[name] = bert_loading.load(params[name], bert_settings.path)
   return params

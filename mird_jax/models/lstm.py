@@ -15,11 +15,13 @@ class LSTMEncoder(nn.Module):
   hidden: int
   d_z: int
   init_scheme: str
+  cell: str = "flax"  # flax | torch (initializers.lstm_cell).
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxTxD, len_B):
-    cell = initializers.lstm_cell(self.hidden, self.init_scheme, self.dtype)
+    cell = initializers.lstm_cell(self.hidden, self.init_scheme, self.dtype,
+                                  layout=self.cell)
     (_, h_BxH), _ = nn.RNN(cell, return_carry=True, name="rnn")(x_BxTxD, seq_lengths=len_B)
     return initializers.dense(self.d_z, self.hidden, self.init_scheme, self.dtype, "proj")(h_BxH)
 
@@ -28,13 +30,14 @@ class _FeedbackStep(nn.Module):
   """One decoder step: the LSTM's input is its own previous hidden state."""
   hidden: int
   init_scheme: str
+  cell: str
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, carry, _):
     lstm_carry, x_BxH = carry
     lstm_carry, h_BxH = initializers.lstm_cell(self.hidden, self.init_scheme, self.dtype,
-                                               "cell")(lstm_carry, x_BxH)
+                                               "cell", self.cell)(lstm_carry, x_BxH)
     return (lstm_carry, h_BxH), h_BxH
 
 
@@ -47,6 +50,7 @@ class LSTMDecoder(nn.Module):
   out: int
   length: int
   init_scheme: str
+  cell: str = "flax"  # flax | torch (initializers.lstm_cell).
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -55,7 +59,7 @@ class LSTMDecoder(nn.Module):
     zeros = jnp.zeros_like(latent_BxZ)
     scan = nn.scan(_FeedbackStep, variable_broadcast="params", split_rngs={"params": False},
                    length=self.length, out_axes=1)
-    _, h_BxTxZ = scan(hidden=width, init_scheme=self.init_scheme, dtype=self.dtype,
+    _, h_BxTxZ = scan(hidden=width, init_scheme=self.init_scheme, cell=self.cell, dtype=self.dtype,
                       name="lstm")(((zeros, zeros), latent_BxZ), None)
     # Applied to [B*T, Z] rows: XLA's CPU backward of a Dense over a 3-D input moves the
     # [B, T, out] gradient through transposes, which for the vocabulary-wide text decoder

@@ -45,6 +45,7 @@ class ModelSpec:
   estimators: bool
   recon: tuple[bool, bool, bool]  # text, audio, vision: decoders built and run.
   init_scheme: str
+  lstm_cell: str  # flax | torch: one or two biases per gate (initializers.lstm_cell).
   dtype: str
 
   sample_at_eval = False  # The family protocol (factory.py): MIRD evaluates deterministically.
@@ -79,10 +80,10 @@ class MIRD(nn.Module):
     self.proj_s = dense(s.d_z, width)
     self.latent_dropout = nn.Dropout(rate=s.latent_dropout)
     encoder = lambda: lstm.LSTMEncoder(hidden=s.lstm_hidden, d_z=s.d_z, init_scheme=init,
-                                       dtype=dtype)
+                                       cell=s.lstm_cell, dtype=dtype)
     self.enc_audio, self.enc_vision = encoder(), encoder()
     decoder = lambda out, length: lstm.LSTMDecoder(out=out, length=length, init_scheme=init,
-                                                   dtype=dtype)
+                                                   cell=s.lstm_cell, dtype=dtype)
     text_out = s.bert.vocab_size if s.text_recon_target == "vocab_logits" else width
     self.dec_text = decoder(text_out, dims.text_len)
     self.dec_audio = decoder(dims.audio_dim, dims.audio_len)

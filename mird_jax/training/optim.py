@@ -5,6 +5,10 @@
   estimators, not even through Adam's momentum), after an optional global-norm clip.
   `scale` then turns directions into AdamW updates: -lr(step) * (direction + wd * param),
   with weight decay skipping biases and LayerNorm scales (optax.adamw's arithmetic).
+  `optim.adamw=transformers` is the AdamW of transformers (3.0.2, the public MIRD code's)
+  instead: epsilon is added to sqrt(v) before the bias correction, so the effective
+  epsilon is eps / sqrt(1 - b2^t) (about 32x eps at step 1), and the decay shrinks the
+  already-updated param.
 - `club`: Adam over the `club` group's leaves only (estimators.club_leaves), so the estimator
   updates never touch, or even differentiate, the model.
 
@@ -83,18 +87,41 @@ class Settings:
   eps: float
   grad_clip: float
   club_lr: float
+  adamw: str = "optax"  # optax | transformers (the module docstring).
 
   @classmethod
   def from_config(cls, config) -> "Settings":
     o = config.optim
     return cls(groups=tuple(tuple(rule) for rule in o.groups), b1=o.b1, b2=o.b2, eps=o.eps,
-               grad_clip=o.grad_clip, club_lr=config.club.lr)
+               grad_clip=o.grad_clip, club_lr=config.club.lr, adamw=o.adamw)
+
+
+def scale_by_transformers_adam(b1: float, b2: float, eps: float):
+  """Adam's direction as transformers' AdamW computes it: sqrt(1 - b2^t) / (1 - b1^t) *
+  m / (sqrt(v) + eps), epsilon before the bias correction (optax: after it)."""
+  def init(params):
+    zeros = lambda: jax.tree.map(jnp.zeros_like, params)
+    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros(), nu=zeros())
+
+  def update(grads, state, params=None):
+    del params
+    mu = optax.tree.update_moment(grads, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
+    count = optax.safe_increment(state.count)
+    t = count.astype(jnp.float32)
+    step_size = jnp.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+    directions = jax.tree.map(lambda m, v: step_size * m / (jnp.sqrt(v) + eps), mu, nu)
+    return directions, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+  return optax.GradientTransformation(init, update)
 
 
 def make(settings: Settings, params):
   """Returns (tx_main, tx_club) for `params`."""
   labels = param_groups.label_tree(params, settings.groups)
-  adam = lambda: optax.scale_by_adam(b1=settings.b1, b2=settings.b2, eps=settings.eps)
+  if settings.adamw not in ("optax", "transformers"):
+    raise ValueError(f"optim.adamw={settings.adamw!r}; expected optax or transformers")
+  kind = (optax.scale_by_adam if settings.adamw == "optax" else scale_by_transformers_adam)
+  adam = lambda: kind(b1=settings.b1, b2=settings.b2, eps=settings.eps)
   tx_main = optax.multi_transform({"bert": adam(), "main": adam(), "club": optax.set_to_zero()},
                                   labels)
   if settings.grad_clip > 0:
@@ -110,15 +137,18 @@ def make_for(model, settings: Settings):
   return make(settings, shapes)
 
 
-def scale(directions, params, step, h, rules):
-  """AdamW updates from Adam directions: -lr_group(step) * (d + wd * p) where decay applies;
-  `club` leaves (direction 0 from set_to_zero) get exactly 0."""
+def scale(directions, params, step, h, rules, decay_updated: bool = False):
+  """AdamW updates from Adam directions: -lr_group(step) * (d + wd * p) where decay applies
+  (with `decay_updated`, transformers' order: the decay shrinks p - lr * d, the param
+  after the Adam step); `club` leaves (direction 0 from set_to_zero) get exactly 0."""
   lrs = learning_rates(step, h)
   labels = param_groups.label_tree(params, rules)
 
   def update(d, p, label, decays):
     if label == "club":
       return jnp.zeros_like(d)
+    if decays and decay_updated:
+      p = p - lrs[label] * d
     decay = h["weight_decay"] * p if decays else 0.0
     return (-lrs[label] * (d + decay)).astype(d.dtype)
   return jax.tree.map(update, directions, params, labels, decay_mask(params))

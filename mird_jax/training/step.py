@@ -82,8 +82,9 @@ def create_state(params, tx_main, tx_club, rules, hparams) -> TrainState:
 
 
 def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, rules,
-               cfg: StepConfig):
-  """One main update and `cfg.club_steps` estimator updates; returns (state, metrics)."""
+               cfg: StepConfig, decay_updated: bool = False):
+  """One main update and `cfg.club_steps` estimator updates; returns (state, metrics).
+  `decay_updated`: transformers' AdamW order of the weight decay (optim.scale)."""
   key = jax.random.fold_in(jax.random.key(state.hparams["seed"]), state.step)
   total, terms, z, grads = accumulate.main_gradient(
       state.params, batch, unlabeled, jax.random.fold_in(key, _DROPOUT), state.hparams,
@@ -92,7 +93,8 @@ def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, 
   # (mird_jax/tools/profile.py); they change nothing else.
   with jax.named_scope("main_update"):
     directions, opt_main = tx_main.update(grads, state.opt_main, state.params)
-    updates = optim.scale(directions, state.params, state.step, state.hparams, rules)
+    updates = optim.scale(directions, state.params, state.step, state.hparams, rules,
+                          decay_updated)
     params = optax.apply_updates(state.params, updates)
   metrics = {"loss": total, **{f"loss/{k}": v for k, v in terms.items()},
              "grad_norm": optax.tree.norm(grads)}
@@ -137,7 +139,8 @@ def jit_train_step(model, mesh, cfg: StepConfig, settings: optim.Settings,
   tx_main, tx_club = optim.make_for(model, settings)
   rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   return jax.jit(functools.partial(train_step, model=model, tx_main=tx_main, tx_club=tx_club,
-                                   rules=settings.groups, cfg=cfg),
+                                   rules=settings.groups, cfg=cfg,
+                                   decay_updated=settings.adamw == "transformers"),
                  in_shardings=(rep, data, data), out_shardings=(rep, rep),
                  donate_argnums=(0,) if donate else ())
 

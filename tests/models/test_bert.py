@@ -127,9 +127,12 @@ def test_attention_mask_is_honoured():
   assert np.abs(np.asarray(h3[:, :4] - h[:, :4])).max() > 1e-3  # The mask did something.
 
 
-@pytest.mark.parametrize("share", [False, True])
-def test_pretrained_weights_fill_both_berts_or_the_shared_one(tmp_path, share):
+@pytest.mark.parametrize("share,agnostic", [(False, True), (True, True), (False, False)])
+def test_pretrained_weights_fill_both_berts_or_the_shared_one(tmp_path, share, agnostic):
+  """...or only the language BERT with bert.pretrained_agnostic=False, the WSA-BERT then
+  keeping its N(0, 0.02) start as the public code's does."""
   config = mosi.get_config("smoke")
+  config.bert.pretrained_agnostic = agnostic
   smoke_bert = factory.bert_config(config)  # The smoke model's sizes.
   source = _random_params(smoke_bert, 5)
   ckpt = _write_checkpoint(tmp_path / "ck", _as_hf(source), smoke_bert)
@@ -144,8 +147,12 @@ def test_pretrained_weights_fill_both_berts_or_the_shared_one(tmp_path, share):
     params = factory.init_params(mdl, jax.random.key(0), config.bert)
   names = [n for n in ("bert_l", "bert_s") if n in params]
   assert names == (["bert_l"] if share else ["bert_l", "bert_s"])
-  for name in names:
+  for name in names[:1] if not agnostic else names:
     jax.tree.map(np.testing.assert_array_equal, params[name], flax.core.unfreeze(source))
+  if not agnostic:
+    kernel = np.asarray(params["bert_s"]["layers_0"]["intermediate"]["kernel"])
+    assert kernel.std() == pytest.approx(0.02, rel=0.1)
+    assert not np.allclose(kernel, source["layers_0"]["intermediate"]["kernel"])
 
 
 def test_gelu_is_the_exact_erf_form():
