@@ -118,19 +118,23 @@ def mag_protocol(preds, labels) -> dict[str, float]:
 
 
 def _bin(v, edges):
-  """Index of the half-open bin (edges[i], edges[i+1]] that holds each value."""
-  return np.searchsorted(np.asarray(edges), v, side="left") - 1
+  """Index of the half-open bin (edges[i], edges[i+1]] that holds each value, compared in
+  v's dtype (edges cast to it), as MMSA's `>`/`<=` against Python floats are."""
+  return np.searchsorted(np.asarray(edges, v.dtype), v, side="left") - 1
 
 
 def sims_regression(preds, labels) -> dict[str, float]:
-  """MMSA's CH-SIMS regression metrics: clip to [-1, 1] first, then bin."""
+  """MMSA's CH-SIMS regression metrics: clip to [-1, 1] first, then bin. The classes are
+  decided in float32, MMSA's dtype: float32(0.1) lies above the float64 0.1, so a value on
+  a boundary (+-0.1, +-0.7) would otherwise change class. MAE and Corr stay in float64."""
   p, y = _as_pair(preds, labels)
   p, y = np.clip(p, -1.0, 1.0), np.clip(y, -1.0, 1.0)
+  p32, y32 = p.astype(np.float32), y.astype(np.float32)
   bins = {2: (-1.01, 0.0, 1.01),
           3: (-1.01, -0.1, 0.1, 1.01),
           5: (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01)}
-  out = {f"Mult_acc_{k}": accuracy(_bin(p, e), _bin(y, e)) for k, e in bins.items()}
-  out["F1_score"] = weighted_f1(_bin(y, bins[2]), _bin(p, bins[2]))
+  out = {f"Mult_acc_{k}": accuracy(_bin(p32, e), _bin(y32, e)) for k, e in bins.items()}
+  out["F1_score"] = weighted_f1(_bin(y32, bins[2]), _bin(p32, bins[2]))
   out["MAE"] = float(np.mean(np.abs(p - y)))
   out["Corr"] = pearson(p, y)
   return {k: out[k] for k in SIMS_KEYS}
