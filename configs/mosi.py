@@ -94,6 +94,19 @@ def _mib() -> ConfigDict:
   # Evaluate with sampled z (the public code) instead of the posterior mean; the noise
   # comes from a key fixed by each batch's first example, so results still repeat.
   b.sample_at_eval = False
+  # How each encoder's sequence becomes one vector: mean (the masked mean over the valid
+  # steps) | last (the last time step, the public code's readout).
+  b.readout = "mean"
+  b.init = "flax"  # flax | public (the public init_weights(): every Linear N(0, 0.02)).
+  b.layer_norm_eps = 1e-6  # The Transformer encoders' LayerNorms (torch's is 1e-5).
+  # fusion=tensor's head: ours (ReLU, ReLU, linear) | public (the public variant file's:
+  # dropout 0.5 on the outer product, then Linear layers with tanh x 3 for C-MIB, none,
+  # tanh, ReLU for E-MIB and L-MIB).
+  b.tensor_head = "ours"
+  b.tensor_dropout = 0.5  # tensor_head=public: dropout on the outer product.
+  # Weight of the fused prediction's task term relative to the unimodal ones; the public
+  # code counts it twice (2.0).
+  b.fused_task_weight = 1.0
   return b
 
 

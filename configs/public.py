@@ -1,15 +1,20 @@
 r"""Every public-code behaviour that a key restores, at once: `[mird|mib_VARIANT][,smoke]`.
 
   python run.py --config=configs/public.py --workdir=$HOME/runs/mosi_public
+  python run.py --config=configs/public.py:mib_late --workdir=$HOME/runs/lmib_public
   python run.py --config=configs/public.py:mird,smoke --workdir=/tmp/public_smoke
 
 `mird` (the default) is configs/mosi.py with the public MIRD code's behaviours switched on;
-docs/differences.md lists each with its key, and the differences no key restores (padding
-is masked, the model is selected on validation data). The parity tests
-(tests/models/test_parity_mird.py, tests/training/test_parity_mird_step.py) run this
-preset against the public code's own outputs.
+`mib_complete`, `mib_early`, `mib_late` are configs/mib_mosi.py's variants with the public
+MIB code's (cmib.py, emib.py, lmib.py). docs/differences.md and docs/mib.md list each
+difference with its key, and those no key restores (padding is masked, the model is
+selected on validation data). The parity tests (tests/models/test_parity_mird.py,
+tests/models/test_parity_mib.py, tests/training/test_parity_mird_step.py,
+tests/training/test_parity_mib_step.py) run these presets against the public code's own
+outputs.
 """
 
+from configs import mib_mosi
 from configs import mosi
 
 
@@ -24,13 +29,31 @@ def apply_mird(config) -> None:
   config.club.refresh_latents = True  # Estimators refitted on post-update latents.
 
 
+def apply_mib(config) -> None:
+  """The public MIB code's choices, on a MIB config (its variant already set)."""
+  b = config.model.mib
+  b.readout = "last"  # The last time step of each encoder.
+  b.init = "public"  # Its init_weights(): every Linear N(0, 0.02).
+  b.layer_norm_eps = 1e-5  # torch's LayerNorm.
+  b.fused_task_weight = 2.0  # The fused prediction's L1 counted twice.
+  b.sample_at_eval = True  # Its test() samples z.
+  # Each variant file's own fusion: L-MIB's is the tensor fusion, with its head.
+  b.fusion = "tensor" if b.variant == "late" else "concat"
+  b.tensor_head = "public"
+
+
 def get_config(arg: str | None = None):
   tokens = [t for t in (arg or "mird").split(",") if t]
   smoke = "smoke" in tokens
   names = [t for t in tokens if t != "smoke"] or ["mird"]
-  if names != ["mird"]:
+  variants = {"mib_complete": "complete", "mib_early": "early", "mib_late": "late"}
+  if len(names) != 1 or names[0] not in ("mird", *variants):
     raise ValueError(f"unknown config variant {arg!r} for configs/public.py; expected "
-                     "[mird][,smoke]")
-  config = mosi.get_config("smoke" if smoke else None)
-  apply_mird(config)
+                     "[mird|mib_complete|mib_early|mib_late][,smoke]")
+  if names[0] == "mird":
+    config = mosi.get_config("smoke" if smoke else None)
+    apply_mird(config)
+  else:
+    config = mib_mosi.get_config(variants[names[0]] + (",smoke" if smoke else ""))
+    apply_mib(config)
   return config

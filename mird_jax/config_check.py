@@ -20,6 +20,9 @@ CHOICES = {
     "model.mib.variant": ("early", "late", "complete"),
     "model.mib.fusion": ("concat", "tensor", "sum", "product"),
     "model.mib.kl_reduce": ("mean", "sum"),
+    "model.mib.readout": ("mean", "last"),
+    "model.mib.init": ("flax", "public"),
+    "model.mib.tensor_head": ("ours", "public"),
     "model.constraint": ("mim", "orthogonal", "none"),
     "model.text_recon_target": ("vocab_logits", "bert_embeddings"),
     "model.init_scheme": ("flax", "pytorch"),
@@ -37,12 +40,13 @@ _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.a
              "train.patience", "train.log_every_steps", "train.keep_checkpoints",
              "diagnostics.knn_k", "model.mib.width", "model.mib.bottleneck",
              "model.mib.hidden", "model.mib.heads", "model.mib.layers", "optim.accumulate_steps",
-             "num_seeds", "data.max_abs_feature")
+             "num_seeds", "data.max_abs_feature", "model.mib.layer_norm_eps")
 _NON_NEGATIVE = ("train.num_devices", "diagnostics.knn_dims", "data.unlabeled_ratio",
                  "club.steps", "club.lr",
                  "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
                  "loss.w_recon_vision", "loss.w_mi", "loss.w_orthogonal", "optim.bert_lr",
-                 "optim.main_lr", "optim.weight_decay", "optim.grad_clip", "model.mib.beta")
+                 "optim.main_lr", "optim.weight_decay", "optim.grad_clip", "model.mib.beta",
+                 "model.mib.fused_task_weight")
 
 
 class ConfigError(ValueError):

@@ -110,3 +110,40 @@ def assert_close(ours, theirs, atol: float, what: str) -> float:
   err, where = worst(ours, theirs)
   assert err <= atol, f"{what}: worst |difference| {err:.3g} > {atol:g} at {where}"
   return err
+
+
+def mib_state(d, variant: str, what: str = "w0") -> dict[str, np.ndarray]:
+  """The public MIB state of `variant` (`w0`, `w1`) or its gradient (`grad`), by name."""
+  prefix = f"{variant}/{what}/"
+  return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+
+
+def mib_config(d, variant: str):
+  """configs/public.py's MIB preset of `variant` at the fixture's sizes, dropout off."""
+  from configs import public  # pylint: disable=g-import-not-at-top
+  s, config = sizes(d), public.get_config(f"mib_{variant}")
+  b = config.bert
+  b.pretrained, b.hidden_dropout, b.attention_dropout = False, 0.0, 0.0
+  b.random.update(vocab_size=s["vocab"], hidden_size=s["hidden"], num_layers=s["layers"],
+                  num_heads=s["heads"], intermediate_size=s["intermediate"], max_position=16)
+  config.data.update({k: s[k] for k in ("text_len", "audio_len", "audio_dim", "vision_len",
+                                        "vision_dim")})
+  config.data.batch_size = s["batch"]
+  m = config.model.mib
+  m.width = m.bottleneck = s["width"]
+  m.hidden, m.heads, m.layers = s["ib_hidden"], s["mib_heads"], 1
+  m.attn_dropout = m.relu_dropout = m.res_dropout = m.embed_dropout = m.tensor_dropout = 0.0
+  config.optim.bert_lr, config.optim.main_lr = float(d["optim/lr_bert"]), float(
+      d["optim/lr_main"])
+  return config
+
+
+def mib_batch(d) -> dict[str, np.ndarray]:
+  out = {k: d[f"batch/{k}"] for k in MODEL_KEYS}
+  for k in ("text_ids", "text_mask", "text_type"):
+    out[k] = out[k].astype(np.int32)
+  n = out["text_ids"].shape[0]
+  out["audio_len"] = np.full(n, out["audio"].shape[1], np.int32)
+  out["vision_len"] = np.full(n, out["vision"].shape[1], np.int32)
+  out["label"] = d["batch/labels"]
+  return out

@@ -64,14 +64,17 @@ def mird_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> m
 
 def mib_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> mib.MibSpec:
   b = config.model.mib
-  for key in ("model.mib.variant", "model.mib.fusion"):
+  for key in ("model.mib.variant", "model.mib.fusion", "model.mib.readout", "model.mib.init",
+              "model.mib.tensor_head"):
     config_check.require_choice(key, config_check.get(config, key))
   return mib.MibSpec(
       bert=bert_cfg, dims=example.Dims.from_config(config.data), variant=b.variant,
       fusion=b.fusion, width=b.width, bottleneck=b.bottleneck, hidden=b.hidden,
       scale_shift=b.scale_shift, heads=b.heads, layers=b.layers,
       attn_dropout=b.attn_dropout, relu_dropout=b.relu_dropout, res_dropout=b.res_dropout,
-      embed_dropout=b.embed_dropout, sample_at_eval=b.sample_at_eval,
+      embed_dropout=b.embed_dropout, sample_at_eval=b.sample_at_eval, readout=b.readout,
+      init=b.init, layer_norm_eps=b.layer_norm_eps, tensor_head=b.tensor_head,
+      tensor_dropout=b.tensor_dropout,
       dtype=config.model.dtype)
 
 
@@ -84,11 +87,13 @@ def build(config: ml_collections.ConfigDict):
 
 
 def loss_weights(config: ml_collections.ConfigDict) -> dict[str, float]:
-  """{family of loss terms: its weight} (`loss.w_<family>`; MIB's KL weight is its beta)."""
+  """{family of loss terms: its weight} (`loss.w_<family>`; MIB's KL weight is its beta, and
+  `fused_task` multiplies its fused prediction's task term: objective.total)."""
   weights = {k: getattr(config.loss, f"w_{k}") for k in (
       "task", "recon_text", "recon_audio", "recon_vision", "mi", "orthogonal")}
   if config.model.name == "mib":
     weights["kl"] = config.model.mib.beta
+    weights["fused_task"] = config.model.mib.fused_task_weight
   return weights
 
 

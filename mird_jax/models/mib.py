@@ -1,6 +1,6 @@
 """The multimodal information bottleneck (MIB; Mai et al. 2022): one module, three variants.
 
-  x_l = masked mean of Conv1d(BERT(text))                  (B, width)
+  x_l = masked mean (or last step) of Conv1d(BERT(text))   (B, width)
   x_a, x_v = TransformerEncoder(Conv1d(frames))             (B, width)  transformer.py
   bottleneck(x) = (z, prediction): h = ReLU(Dense(hidden)(x)), mu = Dense(d)(h),
       sigma = softplus(Dense(d)(h) - shift), z = mu + sigma * eps, prediction = Dense(1)(z)
@@ -54,6 +54,11 @@ class MibSpec:
   res_dropout: float
   embed_dropout: float
   sample_at_eval: bool
+  readout: str  # mean | last (transformer.pool).
+  init: str  # flax | public (transformer.py: the public code's init_weights()).
+  layer_norm_eps: float
+  tensor_head: str  # fusion=tensor: ours (ReLU, ReLU, linear) | public (the variant's).
+  tensor_dropout: float  # The public tensor head's dropout on the outer product.
   dtype: str
 
   # The family protocol (factory.py): MIB has no CLUB networks and no MI constraint.
@@ -83,41 +88,64 @@ class Bottleneck(nn.Module):
   hidden: int
   width: int
   scale_shift: float
+  initializer: str = "flax"  # flax | public (the module docstring).
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxD, sample: bool):
-    h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x_BxD))
-    mu = nn.Dense(self.width, dtype=self.dtype, name="mu")(h).astype(jnp.float32)
-    u = nn.Dense(self.width, dtype=self.dtype, name="scale")(h).astype(jnp.float32)
+    dense = lambda n, name: transformer.dense(n, self.initializer, self.dtype, name)
+    h = nn.relu(dense(self.hidden, "hidden")(x_BxD))
+    mu = dense(self.width, "mu")(h).astype(jnp.float32)
+    u = dense(self.width, "scale")(h).astype(jnp.float32)
     log_sigma = log_softplus(u - self.scale_shift)
     z = mu
     if sample:
       z = mu + jnp.exp(log_sigma) * jax.random.normal(self.make_rng("sample"), mu.shape)
-    prediction_B = nn.Dense(1, dtype=self.dtype, name="decoder")(z)[:, 0]
+    prediction_B = dense(1, "decoder")(z)[:, 0]
     return z, prediction_B.astype(jnp.float32), mu, log_sigma
 
 
+# The public tensor fusion's three activations after its Linear layers, per variant file:
+# C-MIB's (cmib.py) is tanh three times, E-MIB's and L-MIB's none, tanh, ReLU.
+_PUBLIC_TENSOR = {"complete": (jnp.tanh, jnp.tanh, jnp.tanh),
+                  "early": (lambda h: h, jnp.tanh, nn.relu),
+                  "late": (lambda h: h, jnp.tanh, nn.relu)}
+
+
 class Fusion(nn.Module):
-  """Three [B, D] vectors -> [B, width] (concat, tensor) or [B, D] (sum, product)."""
+  """Three [B, D] vectors (language, audio, vision) -> [B, width] (concat, tensor) or [B, D]
+  (sum, product)."""
   kind: str
   width: int
+  initializer: str = "flax"  # flax | public (the module docstring).
+  tensor_head: str = "ours"
+  variant: str = "complete"  # Which public tensor head (tensor_head=public).
+  tensor_dropout: float = 0.5  # The public tensor head's dropout on the outer product.
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, a, b, c):
-    dense = lambda n, name: nn.Dense(n, dtype=self.dtype, name=name)
+  def __call__(self, l, a, v, deterministic: bool = True):
+    dense = lambda n, name: transformer.dense(n, self.initializer, self.dtype, name)
     if self.kind == "concat":
-      return nn.relu(dense(self.width, "concat")(jnp.concatenate([a, b, c], -1)))
+      return nn.relu(dense(self.width, "concat")(jnp.concatenate([l, a, v], -1)))
     if self.kind == "sum":
-      return a + b + c
+      return l + a + v
     if self.kind == "product":
-      return a * b * c
+      return l * a * v
+    one = jnp.ones(l.shape[:1] + (1,), l.dtype)
+    if self.tensor_head == "public":
+      # The public TFN: a 1 prepended to each vector, the outer product in the order
+      # audio x vision x language, dropout on it, then three Linear layers.
+      a1, v1, l1 = (jnp.concatenate([one, x], -1) for x in (a, v, l))
+      outer = jnp.einsum("bi,bj,bk->bijk", a1, v1, l1).reshape(l.shape[0], -1)
+      h = nn.Dropout(self.tensor_dropout)(outer, deterministic=deterministic)
+      for i, act in enumerate(_PUBLIC_TENSOR[self.variant]):
+        h = act(dense(self.width, f"tensor_{i + 1}")(h))
+      return h
     # TFN: the outer product of the three vectors, each with a 1 appended, so that the
     # unimodal and bimodal terms survive beside the trimodal ones.
-    one = jnp.ones(a.shape[:1] + (1,), a.dtype)
-    a1, b1, c1 = (jnp.concatenate([x, one], -1) for x in (a, b, c))
-    outer = jnp.einsum("bi,bj,bk->bijk", a1, b1, c1).reshape(a.shape[0], -1)
+    l1, a1, v1 = (jnp.concatenate([x, one], -1) for x in (l, a, v))
+    outer = jnp.einsum("bi,bj,bk->bijk", l1, a1, v1).reshape(l.shape[0], -1)
     h = nn.relu(dense(self.width, "tensor_1")(outer))
     h = nn.relu(dense(self.width, "tensor_2")(h))
     return dense(self.width, "tensor_out")(h)
@@ -132,21 +160,24 @@ class MIB(nn.Module):
   def setup(self):
     s, dtype = self.spec, jnp.dtype(self.spec.dtype)
     self.bert = bert.Bert(cfg=s.bert, dtype=dtype)
-    self.proj_l = transformer.Conv1d(width=s.width, dtype=dtype)
+    self.proj_l = transformer.Conv1d(width=s.width, initializer=s.init, dtype=dtype)
     enc = lambda: transformer.TransformerEncoder(
         width=s.width, heads=s.heads, layers=s.layers, attn_dropout=s.attn_dropout,
         relu_dropout=s.relu_dropout, res_dropout=s.res_dropout,
-        embed_dropout=s.embed_dropout, dtype=dtype)
+        embed_dropout=s.embed_dropout, readout=s.readout, initializer=s.init,
+        layer_norm_eps=s.layer_norm_eps, dtype=dtype)
     self.enc_audio, self.enc_vision = enc(), enc()
     head = lambda: Bottleneck(hidden=s.hidden, width=s.bottleneck,
-                              scale_shift=s.scale_shift, dtype=dtype)
+                              scale_shift=s.scale_shift, initializer=s.init, dtype=dtype)
     if unimodal_bottlenecks(s.variant):
       self.ib_l, self.ib_a, self.ib_v = head(), head(), head()
-    self.fusion = Fusion(kind=s.fusion, width=s.width, dtype=dtype)
+    self.fusion = Fusion(kind=s.fusion, width=s.width, initializer=s.init,
+                         tensor_head=s.tensor_head, variant=s.variant,
+                         tensor_dropout=s.tensor_dropout, dtype=dtype)
     if fused_bottleneck(s.variant):
       self.ib_f = head()
     else:
-      self.out = nn.Dense(1, dtype=dtype)
+      self.out = transformer.dense(1, s.init, dtype)
 
   def unimodal(self, batch, deterministic: bool):
     """x_l, x_a, x_v [B, width]: the encoders' masked means."""
@@ -154,7 +185,7 @@ class MIB(nn.Module):
     # The hidden states only: MIB has no use for (and no parameters of) BERT's pooler.
     seq_BxTxH = self.bert.encode(self.bert.embed(batch["text_ids"], batch["text_type"],
                                                  deterministic), mask, deterministic)
-    x_l = transformer.masked_mean(self.proj_l(seq_BxTxH, mask), mask)
+    x_l = transformer.pool(self.proj_l(seq_BxTxH, mask), mask, self.spec.readout)
     x_a = self.enc_audio(batch["audio"], batch["audio_len"], deterministic)
     x_v = self.enc_vision(batch["vision"], batch["vision_len"], deterministic)
     return {"l": x_l, "a": x_a, "v": x_v}
@@ -170,7 +201,7 @@ class MIB(nn.Module):
     if unimodal_bottlenecks(s.variant):
       for m, head in (("l", self.ib_l), ("a", self.ib_a), ("v", self.ib_v)):
         x[m], aux[f"pred_{m}"], aux[f"mu_{m}"], aux[f"log_sigma_{m}"] = head(x[m], sample)
-    fused = self.fusion(x["l"], x["a"], x["v"])
+    fused = self.fusion(x["l"], x["a"], x["v"], deterministic)
     if fused_bottleneck(s.variant):
       fused, prediction_B, aux["mu_f"], aux["log_sigma_f"] = self.ib_f(fused, sample)
     else:

@@ -6,6 +6,11 @@ its names as `model.state_dict()` gives them) and, optionally, its six CLUB esti
 the public script calls them model2 .. model7 in the order l_a, l_v, a_v, s_l, s_a, s_v).
 Estimators absent from the state keep the params they had.
 
+`mib` reads a state_dict of the public MIB model of one variant file (cmib.py, emib.py or
+lmib.py of TmacMai/Multimodal-Information-Bottleneck). Those files build modules their
+forward never calls (E-MIB's unimodal heads, L-MIB's fused one, the tensor class's LSTMs
+and norms, a second text convolution); their tensors are recognised and skipped.
+
 mird-jax never imports torch, so the state comes as numpy arrays. Where the public code
 runs, one line writes them (the public scripts save whole modules with `torch.save`):
   np.savez("state.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
@@ -130,3 +135,80 @@ def mird(params, state: dict, fusion: str = "wsa", label: str = "public MIRD sta
   has_club = any(n.startswith("club_") for n in state)
   return convert(params, state, lambda p: mird_source(p, fusion), label,
                  keep=lambda path: path.startswith("club_") and not has_club)
+
+
+# MIB: our module -> the public one, and what each variant file builds but never calls.
+_MIB_HEAD = {"hidden": "encoder{m}.0", "mu": "fc_mu{m}", "scale": "fc_std{m}",
+             "decoder": "decoder{m}"}
+_MIB_UNUSED = {
+    "all": r"trans[av]\.(version|embed_positions\._float_tensor)|fusion\.fusion1\..*",
+    "early": r"proj_l\.weight|fusion\.(encoder_[lav]\.0|fc_(mu|std)_[lav]|decoder_[lav])\..*",
+    "late": r"proj_l\.weight|BN\..*|fusion\.(encoder\.0|fc_mu|fc_std)\..*",
+    "complete": r"$^",
+}
+
+
+def _conv(w):
+  """torch Conv1d [out, in, k] -> Flax Conv [k, in, out]."""
+  return w.transpose(2, 1, 0)
+
+
+def _attention(prefix: str, part: str, leaf: str, heads: int):
+  """fairseq's stacked in_proj ([3W, W] rows q, k, v) and out_proj -> Flax's per-head
+  query/key/value [W, heads, W/heads] and out [heads, W/heads, W]."""
+  if part == "out":
+    if leaf == "bias":
+      return (f"{prefix}.out_proj.bias",), _same
+    return (f"{prefix}.out_proj.weight",), lambda w: w.T.reshape(heads, -1, w.shape[0])
+  k = ("query", "key", "value").index(part)
+
+  def rows(w):
+    width = w.shape[0] // 3
+    return w[k * width:(k + 1) * width]
+  if leaf == "bias":
+    return (f"{prefix}.in_proj_bias",), lambda b: rows(b).reshape(heads, -1)
+  return (f"{prefix}.in_proj_weight",), lambda w: rows(w).T.reshape(w.shape[1], heads, -1)
+
+
+def mib_source(path: str, heads: int):
+  """(public state names, conversion) of our MIB param `path`."""
+  top, _, rest = path.partition("/")
+  if top == "bert":
+    return ("bert." + bert_loading.hf_name(rest),), (
+        (lambda w: w.T) if rest.endswith("kernel") else _same)
+  if top == "proj_l":
+    return ("bert.proj_l.weight",), _conv
+  if top.startswith("enc_"):
+    enc = "transa" if top == "enc_audio" else "transv"
+    if rest == "proj/conv/kernel":
+      return ("proj_a.weight" if top == "enc_audio" else "proj_v.weight",), _conv
+    if rest.startswith("ln_final/"):
+      return _leaf(f"{enc}.layer_norm", rest.split("/")[1])
+    layer, module, *tail = rest.split("/")
+    prefix = f"{enc}.layers.{layer.split('_')[1]}"
+    if module == "attn":
+      return _attention(f"{prefix}.self_attn", tail[0], tail[1], heads)
+    names = {"ln_attn": "layer_norms.0", "ln_ffn": "layer_norms.1", "fc1": "fc1", "fc2": "fc2"}
+    return _leaf(f"{prefix}.{names[module]}", tail[0])
+  if top.startswith("ib_"):
+    m = "" if top == "ib_f" else f"_{top[3]}"
+    module, leaf = rest.split("/")
+    return _leaf("fusion." + _MIB_HEAD[module].format(m=m), leaf)
+  if top == "fusion":
+    module, leaf = rest.split("/")
+    public = ("linear_1" if module == "concat" else
+              "post_fusion_layer_" + module.split("_")[1])
+    return _leaf(f"fusion.fusion1.{public}", leaf)
+  if top == "out":  # L-MIB's fused prediction.
+    return _leaf("fusion.decoder", rest)
+  raise KeyError(f"no public MIB name for {path!r}")
+
+
+def mib(params, state: dict, variant: str, heads: int, label: str = "public MIB state"):
+  """Our MIB `params` of `variant` (complete | early | late, the public cmib.py | emib.py |
+  lmib.py) filled from that file's `MIB` state; `heads` is the encoders' head count."""
+  skip = re.compile(f"{_MIB_UNUSED['all']}|{_MIB_UNUSED[variant]}")
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
+  used = {n for path in flat for n in mib_source(path, heads)[0]}
+  state = {n: v for n, v in state.items() if n in used or not skip.fullmatch(n)}
+  return convert(params, state, lambda p: mib_source(p, heads), label)

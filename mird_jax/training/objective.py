@@ -33,8 +33,11 @@ def finish(sums: dict) -> dict:
 
 
 def total(terms: dict, hparams, cfg):
-  """The weighted total main loss of the terms (losses.combine)."""
+  """The weighted total main loss of the terms (losses.combine). MIB's fused prediction's
+  task term is also multiplied by `w/fused_task` (2 restores the public code's count)."""
   weights = {t: hparams[weight_key(t)] for t in terms}
+  if "task" in weights and "w/fused_task" in hparams:
+    weights["task"] = weights["task"] * hparams["w/fused_task"]
   return losses.combine(terms, weights, cfg.combine, cfg.log_eps)
 
 

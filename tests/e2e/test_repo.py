@@ -170,7 +170,8 @@ _PATH = re.compile(r"(?<![\w./-])((?:%s)[\w./-]*\w)" % "|".join(map(re.escape, T
 _FILE_NAME = re.compile(r"(?<![\w./-])([a-z_][a-z0-9_]*\.py)\b")
 _MODULE = re.compile(r"(?<![\w.])((?:mird_jax|data_pipelines)(?:\.[a-z_][a-z0-9_]*)+)")
 # Files of the authors' code that the docs name; they are not in this repository.
-_PUBLIC_FILES = {"run_training_recon_mim_sl.py"}
+_PUBLIC_FILES = {"run_training_recon_mim_sl.py", "cmib.py", "emib.py", "lmib.py",
+                 "global_configs.py"}
 
 
 def _prose(path: pathlib.Path):

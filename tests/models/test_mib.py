@@ -347,3 +347,36 @@ def test_a_run_reports_mib_terms_and_latents(mib_run):
   history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
   assert all(set(h["valid_losses"]) == set(results["test_losses"]) for h in history)
   assert (run / "curves.png").stat().st_size > 0 and (run / "latents.png").stat().st_size > 0
+
+
+def test_public_init_is_the_public_init_weights():
+  """model.mib.init=public: every Linear N(0, 0.02) with zero biases (fc1, fc2, the
+  attention output, the bottlenecks, the fusion), the attention's input projection
+  xavier-uniform over its stacked [3W, W] matrix, each Conv1d torch's U(+-1/sqrt(3 D))."""
+  from mird_jax.models import transformer  # pylint: disable=g-import-not-at-top
+  w, key = 40, jax.random.key(0)
+  x = jnp.ones((2, 7, w))
+  layer = transformer.EncoderLayer(width=w, heads=4, attn_dropout=0.0, relu_dropout=0.0,
+                                   res_dropout=0.0, initializer="public")
+  p = layer.init(key, x, jnp.ones((2, 7), jnp.int32), True)["params"]
+  for k in (p["fc1"]["kernel"], p["fc2"]["kernel"], p["attn"]["out"]["kernel"]):
+    assert float(jnp.std(k)) == pytest.approx(0.02, rel=0.1)
+  assert not np.any(p["fc1"]["bias"]) and not np.any(p["attn"]["out"]["bias"])
+  q = np.asarray(p["attn"]["query"]["kernel"])
+  bound = np.sqrt(6 / (4 * w))
+  assert np.abs(q).max() <= bound and np.abs(q).max() > 0.95 * bound
+  conv = transformer.Conv1d(width=8, initializer="public").init(
+      key, jnp.ones((1, 5, 30)), jnp.ones((1, 5)))["params"]["conv"]["kernel"]
+  assert np.abs(conv).max() <= 1 / np.sqrt(90) and np.abs(conv).max() > 0.9 / np.sqrt(90)
+  head = mib.Bottleneck(hidden=64, width=32, scale_shift=5.0, initializer="public").init(
+      key, jnp.ones((2, 16)), False)["params"]
+  assert all(float(jnp.std(head[n]["kernel"])) == pytest.approx(0.02, rel=0.15)
+             for n in ("hidden", "mu", "scale"))
+  flax_head = mib.Bottleneck(hidden=64, width=32, scale_shift=5.0).init(
+      key, jnp.ones((2, 16)), False)["params"]
+  assert float(jnp.std(flax_head["hidden"]["kernel"])) > 0.2  # lecun: 1/sqrt(16).
+  model = factory.build(mib_config("late", init="public"))
+  shapes = jax.eval_shape(lambda: factory.init_params(model, jax.random.key(0)))
+  bound_model = model.bind({"params": shapes})
+  assert all(m.initializer == "public" for m in (
+      bound_model.enc_audio, bound_model.ib_l, bound_model.fusion, bound_model.proj_l))
