@@ -25,3 +25,17 @@ def test_fast_and_public_slow_tokenizer_give_the_same_ids():
               if not np.array_equal(ours[key][i], d[public][i])]
     assert not differ, f"{key} differ on {differ}"
   assert ours["text_mask"].sum(1).max() == 50  # The long line is truncated, as theirs.
+
+
+def test_the_synthetic_vocabulary_tokenises_the_same_fast_and_slow(tmp_path):
+  import transformers  # pylint: disable=g-import-not-at-top
+  from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
+  d = parity.fixture("tokenizer")
+  vocab = [str(t) for t in d["synthetic_vocab"]]
+  assert vocab == synthetic.vocab_tokens(len(vocab))  # The benchmark's own layout.
+  (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  fast = transformers.BertTokenizerFast(str(tmp_path / "vocab.txt"))
+  ours = text.tokenize(fast, list(d["synthetic_text"]), 50)
+  np.testing.assert_array_equal(ours["text_ids"], d["synthetic_input_ids"])
+  first = str(d["synthetic_text"][0]).split()[0]
+  assert ours["text_ids"][0, 1] == vocab.index(first)  # One id per word, no word pieces.
