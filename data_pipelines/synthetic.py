@@ -42,6 +42,9 @@ from data_pipelines import checks
 from data_pipelines import example
 
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
+# Per-token text features of the MMSA layout's `text` key (what MMSA's loader feeds every
+# model that does not use BERT): a fixed random vector per vocabulary id, zero on padding.
+TEXT_FEATURE_DIM = 32
 FIRST_WORD = 104  # BERT's layout: [PAD], [unused0..98], [UNK], [CLS], [SEP], [MASK], words.
 N_BUCKETS = 9  # Word buckets per factor, for values in [-2, 2].
 SPLITS = ("train", "valid", "test")
@@ -102,6 +105,9 @@ class _World:
     self.sentiment_buckets = np.array_split(words[:n_sent], N_BUCKETS)
     self.nuisance_buckets = np.array_split(words[n_sent:n_sent + n_nuis], N_BUCKETS)
     self.filler = words[n_sent + n_nuis:]
+    # Its own stream, so that adding it changed none of the other draws.
+    self.text_features = np.random.default_rng([spec.seed, 1]).normal(
+        size=(spec.vocab_size, TEXT_FEATURE_DIM)).astype(np.float32)
 
 
 def _lengths(rng, n, t, low):
@@ -167,6 +173,7 @@ def generate_split(spec: SyntheticSpec, world: _World, n: int, stream: int, pref
   split = {
       "raw_text": raw_text,
       "text_bert": np.stack([ids.astype(np.float32), mask, np.zeros_like(mask)], 1),
+      "text": world.text_features[ids] * mask[..., None],
       "audio": audio, "vision": vision,
       "audio_lengths": a_len.tolist(), "vision_lengths": v_len.tolist(),
       "id": np.array([f"{prefix}{v:04d}$_${i % 10}" for i, v in enumerate(video)]),

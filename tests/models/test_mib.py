@@ -354,7 +354,7 @@ def test_public_init_is_the_public_init_weights():
   attention output, the bottlenecks, the fusion), the attention's input projection
   xavier-uniform over its stacked [3W, W] matrix, each Conv1d torch's U(+-1/sqrt(3 D))."""
   from mird_jax.models import transformer  # pylint: disable=g-import-not-at-top
-  w, key = 40, jax.random.key(0)
+  w, key = 20, jax.random.key(0)
   x = jnp.ones((2, 7, w))
   layer = transformer.EncoderLayer(width=w, heads=4, attn_dropout=0.0, relu_dropout=0.0,
                                    res_dropout=0.0, initializer="public")

@@ -23,8 +23,8 @@ def test_every_public_tensor_lands_once_transposed_where_torch_stores_out_by_in(
   np.testing.assert_array_equal(flat["reg_hidden/kernel"], state["zy_to_y_fc1.weight"].T)
   np.testing.assert_array_equal(flat["fusion/audio_key/bias"],
                                 state["mult_encoder.model.WSA.W_a.bias"])
-  np.testing.assert_array_equal(flat["bert_s/layers_1/intermediate/kernel"],
-                                state["mult_encoder.model.encoder.layer.1.intermediate.dense"
+  np.testing.assert_array_equal(flat["bert_s/layers_0/intermediate/kernel"],
+                                state["mult_encoder.model.encoder.layer.0.intermediate.dense"
                                       ".weight"].T)
   np.testing.assert_array_equal(flat["club_s_a/logvar_out/kernel"],
                                 state["club_s_a.p_logvar.2.weight"].T)
