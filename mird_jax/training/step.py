@@ -74,6 +74,12 @@ class StepConfig:
                accumulate=config.optim.accumulate_steps)
 
 
+def refresh_keys(key, n: int):
+  """The dropout keys of the `n` refreshed forwards (club.refresh_latents): one per
+  estimator update, each distinct from the others and from the main forward's."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, _REFRESH + i))(jnp.arange(n))
+
+
 def create_state(params, tx_main, tx_club, rules, hparams) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_main=tx_main.init(params),
@@ -101,10 +107,9 @@ def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, 
   opt_club = state.opt_club
   if cfg.estimators and cfg.club_steps > 0:
     with jax.named_scope("estimator_updates"):
-      refresh_keys = jax.vmap(lambda i: jax.random.fold_in(key, _REFRESH + i))(
-          jnp.arange(cfg.club_steps))
       params, opt_club, metrics["club_nll/start"], metrics["club_nll"] = estimators.fit(
-          params, opt_club, z, batch, unlabeled, refresh_keys, model=model, tx_club=tx_club,
+          params, opt_club, z, batch, unlabeled, refresh_keys(key, cfg.club_steps),
+          model=model, tx_club=tx_club,
           rules=rules, cfg=cfg)
   metrics.update({f"lr/{g}": lr for g, lr in optim.learning_rates(state.step,
                                                                    state.hparams).items()})
