@@ -47,8 +47,8 @@ def test_one_adam_step_moves_the_summed_bias_twice_as_far():
   flax_p = _flax_from_torch(p)
   loss_f = lambda q: jnp.sum(nn.OptimizedLSTMCell(H).apply({"params": q}, carry, x)[1] ** 2)
   tx = optax.adam(1e-2)
-  move_t = tx.update(jax.grad(loss_t)(p), tx.init(p))[0]
-  move_f = tx.update(jax.grad(loss_f)(flax_p), tx.init(flax_p))[0]
+  move_t = tx.update(jax.jit(jax.grad(loss_t))(p), tx.init(p))[0]
+  move_f = tx.update(jax.jit(jax.grad(loss_f))(flax_p), tx.init(flax_p))[0]
   summed = move_t["ih"]["bias"] + move_t["hh"]["bias"]
   single = jnp.concatenate([move_f[f"h{g}"]["bias"] for g in "ifgo"])
   nonzero = jnp.abs(single) > 1e-4
