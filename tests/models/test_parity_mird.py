@@ -115,6 +115,8 @@ def test_the_public_wsa_bert_starts_random_and_the_preset_does_too():
   # Settled by the generator: loading a BERT checkpoint through the public class fills the
   # language BERT (its own from_pretrained) and leaves every WSA-BERT weight at its init.
   assert bool(d["meta/bert_l_is_checkpoint"]) and not bool(d["meta/bert_s_is_checkpoint"])
+  # The same from a checkpoint in bert-base-uncased's own layout (BertForPreTraining).
+  assert not bool(d["meta/bert_s_is_pretraining_checkpoint"])
   missing = str(d["meta/missing_keys"]).split("\n")
   assert any(k.startswith("mult_encoder.model.encoder.layer.") for k in missing)
   from configs import public  # pylint: disable=g-import-not-at-top

@@ -120,9 +120,11 @@ def _record_losses(script, estimators, log):
         lambda m, inp, out, pair=pair: log.append((f"mi/{pair}", out.item())))
 
 
-def _loading_report(script, bert_dir):
+def _loading_report(script, bert_dir, reference_cls=None):
   """Which weights the public class leaves at their random start when it is loaded from
-  a BERT checkpoint (docs/differences.md, the WSA-BERT row)."""
+  a BERT checkpoint (docs/differences.md, the WSA-BERT row): a BertModel checkpoint, or
+  with `reference_cls` BertForPreTraining, the layout of Google's bert-base-uncased
+  (its names start with "bert.")."""
   import transformers  # pylint: disable=g-import-not-at-top
   args = script.args
   mm = script.MultimodalConfig(
@@ -133,7 +135,10 @@ def _loading_report(script, bert_dir):
   model, info = script.WSABERTReconMIM.from_pretrained(
       bert_dir, multimodal_config=mm, model=args.multimodal_encoder, num_labels=1,
       output_loading_info=True)
-  reference = transformers.BertModel.from_pretrained(bert_dir).state_dict()
+  if reference_cls is None:
+    reference = transformers.BertModel.from_pretrained(bert_dir).state_dict()
+  else:
+    reference = reference_cls.from_pretrained(bert_dir).bert.state_dict()
   loaded = model.state_dict()
   same = lambda prefix: all(bool((loaded[prefix + k] == v).all()) for k, v in reference.items()
                             if prefix + k in loaded)
@@ -157,6 +162,11 @@ def main():
   _tiny_bert(bert_dir)
   script, modules = _shim(mird_dir, bert_dir)
   missing, checkpoint_keys, bert_l_loaded, bert_s_loaded = _loading_report(script, bert_dir)
+  pretraining_dir = tempfile.mkdtemp()
+  transformers.BertForPreTraining(transformers.BertConfig.from_pretrained(bert_dir)
+                                  ).save_pretrained(pretraining_dir)
+  *_, bert_s_from_pretraining = _loading_report(script, pretraining_dir,
+                                                transformers.BertForPreTraining)
   torch.manual_seed(1)
   model, *ests, optimizer, mi_optimizer, scheduler = script.prep_for_training(STEPS)
   estimators = dict(zip(PAIRS, ests))
@@ -171,6 +181,7 @@ def main():
          # Whether each BERT holds the checkpoint's weights after the public load.
          "meta/bert_l_is_checkpoint": np.array(bert_l_loaded),
          "meta/bert_s_is_checkpoint": np.array(bert_s_loaded),
+         "meta/bert_s_is_pretraining_checkpoint": np.array(bert_s_from_pretraining),
          **{f"size/{k}": np.array(v) for k, v in SIZES.items()},
          "optim/lr": np.array(LR), "optim/mi_lr": np.array(MI_LR),
          "optim/steps": np.array(STEPS)}
