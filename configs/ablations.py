@@ -14,6 +14,9 @@ variant), mosi, mosei, mosi_paper, mosei_paper. ABLATION:
   wa            softmax word-wise alignment instead of WSA's sparsemax
   weighted      loss.combine=weighted (sum of weight x term) instead of the log combination
   public_lr     the public code's learning-rate schedule (a ramp to the peak over the run)
+  public        every public-code behaviour a key restores (configs/public.py): its
+                schedule, AdamW arithmetic, initialisers, LSTM biases, log(term), the
+                estimators refitted on post-update latents and a random WSA-BERT
 """
 
 from configs import demo
@@ -21,6 +24,7 @@ from configs import mosei
 from configs import mosei_paper
 from configs import mosi
 from configs import mosi_paper
+from configs import public
 
 BASES = {
     "demo": lambda: demo.get_config(),
@@ -55,6 +59,7 @@ ABLATIONS = {
     "wa": lambda c: setattr(c.model, "fusion", "wa"),
     "weighted": lambda c: setattr(c.loss, "combine", "weighted"),
     "public_lr": lambda c: setattr(c.optim, "schedule", "public_ramp"),
+    "public": public.apply_mird,
 }
 
 

@@ -191,3 +191,29 @@ def test_ablation_names_are_checked():
   assert ablations.get_config(None).to_dict() == ablations.get_config("demo,mim").to_dict()
   with pytest.raises(ValueError, match="ABLATION one of"):
     ablations.get_config("demo,nc")
+
+
+@pytest.mark.parametrize("preset, base, expected", [
+    ("mird", ("mosi", None), {"bert.pretrained_agnostic", "model.init_scheme",
+                              "model.lstm_cell", "optim.adamw", "optim.schedule",
+                              "loss.log_eps", "club.refresh_latents"}),
+    ("mib_complete", ("mib_mosi", "complete"), {
+        "model.mib.readout", "model.mib.init", "model.mib.layer_norm_eps",
+        "model.mib.fused_task_weight", "model.mib.sample_at_eval", "model.mib.tensor_head"}),
+    ("mib_late", ("mib_mosi", "late"), {
+        "model.mib.readout", "model.mib.init", "model.mib.layer_norm_eps",
+        "model.mib.fused_task_weight", "model.mib.sample_at_eval", "model.mib.tensor_head",
+        "model.mib.fusion"}),
+])
+def test_public_presets_switch_exactly_the_documented_keys(preset, base, expected):
+  """configs/public.py changes what docs/differences.md and docs/mib.md list for it, and
+  nothing else; the `public` ablation is the same change on any MIRD base."""
+  config = _load("public", preset)
+  config_check.validate(config)
+  assert set(multiseed_diff(_load(*base).to_dict(), config.to_dict())) == expected
+  if preset == "mird":  # On the demo some of them already hold (its BERT is random).
+    changed = set(multiseed_diff(ablations.get_config("demo,mim").to_dict(),
+                                 ablations.get_config("demo,public").to_dict()))
+    assert {"optim.adamw", "model.lstm_cell", "club.refresh_latents"} <= changed <= expected
+  with pytest.raises(ValueError, match="mird|mib_complete"):
+    _load("public", "mib_sideways")
