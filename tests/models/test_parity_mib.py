@@ -89,3 +89,19 @@ def test_unused_public_modules_are_named_in_the_fixture_and_skipped_by_the_conve
              if not k.startswith("fusion.encoder_l.")}
   with pytest.raises(ValueError, match=r"missing fusion\.encoder_l\.0\.weight"):
     public_weights.mib(parity.template(model_c), state_c, "complete", 5)
+
+
+def test_the_public_concat_sum_and_product_fusions_match():
+  d = parity.fixture("mib")
+  x = [d[f"tensor/x_{m}"] for m in "lav"]
+  for kind, public in (("sum", "addition"), ("product", "multiplication")):
+    out = mib.Fusion(kind, 4).apply({}, *x)
+    parity.assert_close(out, d[f"fusion/{public}/out"], TOL, kind)
+  state = {f"fusion.fusion1.{k.split('/w/')[1]}": v for k, v in d.items()
+           if k.startswith("fusion/concat/w/")}
+  fusion = mib.Fusion("concat", 4)
+  template = jax.eval_shape(lambda: fusion.init(jax.random.key(0), *x))["params"]
+  params = public_weights.convert({"fusion": template}, state,
+                                  lambda p: public_weights.mib_source(p, 1), "concat")["fusion"]
+  parity.assert_close(fusion.apply({"params": params}, *x), d["fusion/concat/out"], TOL,
+                      "concat")

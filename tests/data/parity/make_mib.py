@@ -188,7 +188,8 @@ def _step(model, x, out, prefix, w0):
 
 
 def _tensor_modules(modules, out):
-  """The public tensor fusions alone (C-MIB's and L-MIB's heads) at width 4, dropout off."""
+  """The public fusions alone at width 4, dropout off: the tensor fusions (C-MIB's and
+  L-MIB's heads), and C-MIB's file's sum, product and concat."""
   import torch  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(5)
   x = {m: rng.normal(size=(3, 4)).astype(np.float32) for m in "lav"}
@@ -203,6 +204,15 @@ def _tensor_modules(modules, out):
     for name, value in fusion.state_dict().items():
       out[f"tensor/{variant}/w/{name}"] = value.numpy().copy()
     out[f"tensor/{variant}/out"] = y.numpy()
+  for name in ("addition", "multiplication", "concat"):  # C-MIB's other fusions.
+    torch.manual_seed(4)
+    fusion = getattr(modules["complete"], name)(4, 4).eval()
+    with torch.no_grad():
+      y = fusion(*(torch.from_numpy(x[m]) for m in "lav"))
+    if name == "concat":  # The others use none of the modules they build.
+      for key, value in fusion.state_dict().items():
+        out[f"fusion/{name}/w/{key}"] = value.numpy().copy()
+    out[f"fusion/{name}/out"] = y.numpy()
 
 
 def main():
