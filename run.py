@@ -1,6 +1,7 @@
 r"""Entry point: parses flags and hands off to mird_jax. The only file that defines flags.
 
   python run.py --config=configs/mosi.py --workdir=DIR [--mode=train|eval|predict]
+  python run.py --config=configs/public.py --workdir=DIR --mode=eval_public --input=STATE.npz
   python run.py --config=configs/mosi.py --mode=describe|benchmark|profile
   python run.py --config=configs/mosi.py:smoke --workdir=DIR --config.seed=3
   python run.py --config=configs/demo.py --mode=multiseed --workdir=DIR [--config.num_seeds=5]
@@ -29,11 +30,12 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for data, checkpoints and results (outside the repo); every "
     "mode but describe and benchmark needs it.")
 _MODE = flags.DEFINE_enum("mode", "train", list(mird_main.MODES), "What to run.")
-_SPLIT = flags.DEFINE_string("split", "test", "--mode=eval: the split to score.")
+_SPLIT = flags.DEFINE_string("split", "test", "--mode=eval/eval_public: the split to score.")
 _STEP = flags.DEFINE_integer("step", None, "--mode=eval/predict: restore the latest checkpoint "
                              "at this step instead of the best one.")
 _INPUT = flags.DEFINE_string("input", None, "--mode=predict: a feature file in a supported "
-                             "format (a pickle: only pass files you trust).")
+                             "format (a pickle: only pass files you trust); "
+                             "--mode=eval_public: an .npz of the authors' state_dict.")
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "--mode=compare: multi-seed workdirs, one "
                               "row each.")
 _REFERENCE = flags.DEFINE_string("reference", None, "--mode=compare: the row the paired tests "

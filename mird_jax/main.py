@@ -88,13 +88,19 @@ def check(mode: str, config, workdir: str | None, options: dict) -> None:
   if workdir:
     _check_workdir_path(workdir)
   config_check.validate(config)
-  if mode == "eval":
+  if mode in ("eval", "eval_public"):
     splits = readers.SPLITS + (("unlabeled",) if config.data.unlabeled_file else ())
     if options.get("split", "test") not in splits:
       raise config_check.ConfigError(f"--split={options['split']!r} is not a split of this "
                                      f"dataset; expected one of {', '.join(splits)}")
   if mode == "predict" and not options.get("input_path"):
     raise UsageError("--mode=predict needs --input FILE")
+  if mode == "eval_public":
+    path = options.get("input_path")
+    if not path or not pathlib.Path(path).is_file():
+      raise UsageError("--mode=eval_public needs --input STATE.npz, the authors' model's "
+                       "state_dict as numpy arrays (docs/differences.md); "
+                       f"{'none given' if not path else repr(path) + ' is not a file'}")
   if mode in ("eval", "predict"):  # Nothing to restore: say so before anything is built.
     workdir_lib.require_trained(workdir, options.get("step"), mode)
 
@@ -150,6 +156,15 @@ def _eval(config, workdir, options) -> None:
   print(outputs.dumps({"split": split, "step": step or "best", "metrics": result}), end="")
 
 
+def _eval_public(config, workdir, options) -> None:
+  from mird_jax.runs import inference
+  from mird_jax.runs import outputs
+  split = options.get("split", "test")
+  result = inference.evaluate_public(config, workdir, options["input_path"], split)
+  print(outputs.dumps({"split": split, "weights": options["input_path"], "metrics": result}),
+        end="")
+
+
 def _predict(config, workdir, options) -> None:
   from mird_jax.runs import inference
   print(inference.predict_file(config, workdir, options["input_path"], options.get("step")))
@@ -199,6 +214,8 @@ def _compare(config, workdir, options) -> None:
 MODES = {
     "train": Mode(needs_config=True, needs_workdir=True, run=_train),
     "eval": Mode(needs_config=True, needs_workdir=True, run=_eval),
+    # The authors' weights (an .npz of their state_dict) scored; the workdir holds the data.
+    "eval_public": Mode(needs_config=True, needs_workdir=True, run=_eval_public),
     "predict": Mode(needs_config=True, needs_workdir=True, run=_predict),
     "describe": Mode(needs_config=True, needs_workdir=False, run=_describe),
     "benchmark": Mode(needs_config=True, needs_workdir=False, run=_benchmark),

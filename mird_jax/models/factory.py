@@ -28,6 +28,7 @@ from mird_jax.models import bert
 from mird_jax.models import bert_loading
 from mird_jax.models import mib
 from mird_jax.models import mird
+from mird_jax.models import public_weights
 
 _BERTS = ("bert_l", "bert_s", "bert")  # Every BERT module name of either family.
 
@@ -137,3 +138,13 @@ def init_params(model, rng, bert_settings: ml_collections.ConfigDict | None = No
       if name in params:
         params[name] = bert_loading.load(params[name], bert_settings.path)
   return params
+
+
+def public_params(config: ml_collections.ConfigDict, model, state: dict, label: str):
+  """`model`'s params from a state_dict of the authors' code (public_weights.py): MIRD's
+  WSABERTReconMIM, or the MIB variant file of `model.mib.variant`."""
+  shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+  if config.model.name == "mib":
+    return public_weights.mib(shapes, state, config.model.mib.variant, config.model.mib.heads,
+                              label)
+  return public_weights.mird(shapes, state, config.model.fusion, label)

@@ -1,6 +1,7 @@
-"""`--mode=eval` and `--mode=predict`: restore params from a workdir and score or predict.
+"""`--mode=eval` and `--mode=predict`: restore params from a workdir and score or predict;
+`--mode=eval_public`: score the authors' weights (an .npz of their model's state_dict).
 
-Both restore params only: the best checkpoint (the one the run committed as selected), or
+Eval and predict restore params only: the best checkpoint (the one the run committed as selected), or
 the latest checkpoint at `--step`, reading the checkpoints read-only, so they may run beside
 a training in the same workdir. main.run has checked that there is something to restore.
 """
@@ -10,10 +11,13 @@ import pathlib
 from absl import logging
 import jax
 
+from data_pipelines import checks
 from data_pipelines import input_pipeline
 from data_pipelines import readers
 from data_pipelines import text
 from mird_jax import config_check
+from mird_jax.models import factory
+from mird_jax.models import public_weights
 from mird_jax.runs import checkpoint
 from mird_jax.runs import experiment
 from mird_jax.runs import outputs
@@ -29,12 +33,34 @@ def _params(exp, workdir, step):
     ckpts.close()
 
 
-def evaluate_split(config, workdir, split: str, step: int | None = None) -> dict:
+def _eval_experiment(config, workdir, split: str):
   exp = experiment.build(config, workdir, training=False)
   if split not in exp.streams.sources:
     raise config_check.ConfigError(f"--split={split!r} is not a split of this dataset; "
                                    f"expected one of {', '.join(sorted(exp.streams.sources))}")
+  return exp
+
+
+def evaluate_split(config, workdir, split: str, step: int | None = None) -> dict:
+  exp = _eval_experiment(config, workdir, split)
   result, _ = experiment.evaluate(exp, _params(exp, workdir, step), split)
+  return result
+
+
+def evaluate_public(config, workdir, state_path: str, split: str) -> dict:
+  """The metric suite on `split` of the authors' trained weights, converted with
+  models/public_weights.py: a name or shape that does not fit stops in one line, before
+  any data is read."""
+  try:
+    state = public_weights.read_state(state_path)
+  except (ValueError, OSError) as e:  # Not an .npz, or one holding pickled objects.
+    raise checks.DataError(f"{state_path}: not an .npz of numpy arrays ({e})") from None
+  try:
+    params = factory.public_params(config, factory.build(config), state, str(state_path))
+  except ValueError as e:  # Names the tensors that do not fit, in one line.
+    raise checks.DataError(str(e)) from None
+  exp = _eval_experiment(config, workdir, split)
+  result, _ = experiment.evaluate(exp, jax.device_put(params, exp.replicated), split)
   return result
 
 

@@ -30,7 +30,7 @@ import types
 import numpy as np
 
 SIZES = dict(batch=3, unlabeled=2, text_len=6, audio_len=5, audio_dim=3, vision_len=4,
-             vision_dim=4, vocab=40, hidden=16, layers=1, heads=2, intermediate=32,
+             vision_dim=4, vocab=160, hidden=16, layers=1, heads=2, intermediate=32,
              d_z=8, club_arg=8)  # club_arg: the script's --MIestimator_hidden_size (halved).
 LR, MI_LR, STEPS = 1e-2, 1e-2, 2  # Large rates, so the updates are far above round-off.
 PAIRS = {"l_a": "model2", "l_v": "model3", "a_v": "model4", "s_l": "model5", "s_a": "model6",
