@@ -32,10 +32,14 @@ _IGNORABLE = re.compile(r".*embeddings\.position_ids")  # A buffer, not a weight
 _FUSION = {"audio_key": "W_a", "audio_proj": "W_a_", "audio_gate": "W_ha",
            "vision_key": "W_v", "vision_proj": "W_v_", "vision_gate": "W_hv",
            "LayerNorm": "LayerNorm"}
-_MIRD_MODULES = {"proj_l": "encoder_l.encoder", "proj_s": "mult_encoder.encoder",
-                 "enc_audio": "encoder_a", "enc_vision": "encoder_v",
-                 "dec_text": "decoder_l", "dec_audio": "decoder_a", "dec_vision": "decoder_v",
-                 "reg_hidden": "zy_to_y_fc1", "reg_out": "zy_to_y_fc2"}
+# Our Dense layers and LSTM owners -> the public modules.
+_MIRD_DENSE = {"proj_l": "encoder_l.encoder", "proj_s": "mult_encoder.encoder",
+               "enc_audio/proj": "encoder_a.fc1", "enc_vision/proj": "encoder_v.fc1",
+               "dec_text/output": "decoder_l.fc1", "dec_audio/output": "decoder_a.fc1",
+               "dec_vision/output": "decoder_v.fc1", "reg_hidden": "zy_to_y_fc1",
+               "reg_out": "zy_to_y_fc2"}
+_MIRD_LSTM = {"enc_audio": "encoder_a", "enc_vision": "encoder_v", "dec_text": "decoder_l",
+              "dec_audio": "decoder_a", "dec_vision": "decoder_v"}
 _CLUB = {"mu_hidden": "p_mu.0", "mu_out": "p_mu.2", "logvar_hidden": "p_logvar.0",
          "logvar_out": "p_logvar.2"}
 _LSTM_CELL = re.compile(r"(.+?)/(?:OptimizedLSTMCell_0|TorchLSTMCell_0|lstm/cell)/(\w+)/(\w+)")
@@ -90,11 +94,11 @@ def mird_source(path: str, fusion: str = "wsa"):
     return _leaf(f"{top}.{_CLUB[module]}", leaf)
   m = _LSTM_CELL.fullmatch(path)
   if m:
-    return _lstm(f"{_MIRD_MODULES[m.group(1)]}.lstm", m.group(2), m.group(3))
+    return _lstm(f"{_MIRD_LSTM[m.group(1)]}.lstm", m.group(2), m.group(3))
   module, leaf = path.rsplit("/", 1)
-  module = module.replace("/output", ".fc1").replace("/proj", ".fc1")
-  head, _, tail = module.partition(".")
-  return _leaf(_MIRD_MODULES[head] + (f".{tail}" if tail else ""), leaf)
+  if module not in _MIRD_DENSE:
+    raise KeyError(f"no public MIRD name for {path!r}")
+  return _leaf(_MIRD_DENSE[module], leaf)
 
 
 def convert(params, state: dict, source, label: str, keep=lambda path: False):
