@@ -24,10 +24,15 @@ def sizes(d) -> dict[str, int]:
   return {k[5:]: int(d[k]) for k in d if k.startswith("size/")}
 
 
+def _under(d, prefix: str) -> dict[str, np.ndarray]:
+  """The fixture's arrays whose names start with `prefix`, by the rest of their names."""
+  return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+
+
 def state(d, prefix: str) -> dict[str, np.ndarray]:
   """The public state_dict stored under `prefix` ("w0", "step0/grad", ...), estimators as
   `club_<pair>.<name>` (public_weights.mird's layout)."""
-  out = {k[len(prefix) + 7:]: v for k, v in d.items() if k.startswith(f"{prefix}/model/")}
+  out = _under(d, f"{prefix}/model/")
   out.update({k[len(prefix) + 1:].replace("/", ".", 1): v for k, v in d.items()
               if k.startswith(f"{prefix}/club_")})
   return out
@@ -35,8 +40,7 @@ def state(d, prefix: str) -> dict[str, np.ndarray]:
 
 def grads(d, step: int) -> dict[str, np.ndarray]:
   """The public main-loss gradient at `step`, by state_dict name."""
-  prefix = f"step{step}/grad/"
-  return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+  return _under(d, f"step{step}/grad/")
 
 
 def template(model):
@@ -46,10 +50,11 @@ def template(model):
   return jax.eval_shape(lambda: factory.init_params(model, jax.random.key(0)))
 
 
-def mird_config(d):
-  """configs/public.py's MIRD preset at the fixture's sizes, every dropout off."""
+def _preset(d, name: str):
+  """configs/public.py's preset `name` with the fixture's BERT and data sizes, BERT's
+  dropouts off (each family's own sizes and dropouts are set by its caller)."""
   from configs import public  # pylint: disable=g-import-not-at-top
-  s, config = sizes(d), public.get_config("mird")
+  s, config = sizes(d), public.get_config(name)
   b = config.bert
   b.pretrained, b.hidden_dropout, b.attention_dropout = False, 0.0, 0.0
   b.random.update(vocab_size=s["vocab"], hidden_size=s["hidden"], num_layers=s["layers"],
@@ -57,6 +62,12 @@ def mird_config(d):
   config.data.update({k: s[k] for k in ("text_len", "audio_len", "audio_dim", "vision_len",
                                         "vision_dim")})
   config.data.batch_size = s["batch"]
+  return s, config
+
+
+def mird_config(d):
+  """configs/public.py's MIRD preset at the fixture's sizes, every dropout off."""
+  s, config = _preset(d, "mird")
   m = config.model
   m.d_z = m.lstm_hidden = m.regressor_hidden = s["d_z"]
   m.latent_dropout = m.fusion_dropout = m.regressor_dropout = 0.0
@@ -66,18 +77,23 @@ def mird_config(d):
   return config
 
 
-def batch(d, step: int, part: str) -> dict[str, np.ndarray]:
-  """Batch `step`'s labelled (`l`, with its labels) or unlabelled (`u`) rows, full length."""
-  s = sizes(d)
-  out = {k: d[f"batch{step}/{part}/{k}"] for k in MODEL_KEYS}
+def _model_batch(d, prefix: str, labels: str | None) -> dict[str, np.ndarray]:
+  """Our batch from the fixture's inputs under `prefix`: int32 token fields, every
+  sequence full length, and the labels stored at `labels` (None: unlabelled rows)."""
+  out = {k: d[f"{prefix}{k}"] for k in MODEL_KEYS}
   for k in ("text_ids", "text_mask", "text_type"):
     out[k] = out[k].astype(np.int32)
   n = out["text_ids"].shape[0]
-  out["audio_len"] = np.full(n, s["audio_len"], np.int32)
-  out["vision_len"] = np.full(n, s["vision_len"], np.int32)
-  if part == "l":
-    out["label"] = d[f"batch{step}/labels"]
+  out["audio_len"] = np.full(n, out["audio"].shape[1], np.int32)
+  out["vision_len"] = np.full(n, out["vision"].shape[1], np.int32)
+  if labels is not None:
+    out["label"] = d[labels]
   return out
+
+
+def batch(d, step: int, part: str) -> dict[str, np.ndarray]:
+  """Batch `step`'s labelled (`l`, with its labels) or unlabelled (`u`) rows, full length."""
+  return _model_batch(d, f"batch{step}/{part}/", f"batch{step}/labels" if part == "l" else None)
 
 
 def joint(d, step: int) -> dict[str, np.ndarray]:
@@ -114,21 +130,12 @@ def assert_close(ours, theirs, atol: float, what: str) -> float:
 
 def mib_state(d, variant: str, what: str = "w0") -> dict[str, np.ndarray]:
   """The public MIB state of `variant` (`w0`, `w1`) or its gradient (`grad`), by name."""
-  prefix = f"{variant}/{what}/"
-  return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+  return _under(d, f"{variant}/{what}/")
 
 
 def mib_config(d, variant: str):
   """configs/public.py's MIB preset of `variant` at the fixture's sizes, dropout off."""
-  from configs import public  # pylint: disable=g-import-not-at-top
-  s, config = sizes(d), public.get_config(f"mib_{variant}")
-  b = config.bert
-  b.pretrained, b.hidden_dropout, b.attention_dropout = False, 0.0, 0.0
-  b.random.update(vocab_size=s["vocab"], hidden_size=s["hidden"], num_layers=s["layers"],
-                  num_heads=s["heads"], intermediate_size=s["intermediate"], max_position=16)
-  config.data.update({k: s[k] for k in ("text_len", "audio_len", "audio_dim", "vision_len",
-                                        "vision_dim")})
-  config.data.batch_size = s["batch"]
+  s, config = _preset(d, f"mib_{variant}")
   m = config.model.mib
   m.width = m.bottleneck = s["width"]
   m.hidden, m.heads, m.layers = s["ib_hidden"], s["mib_heads"], 1
@@ -139,11 +146,4 @@ def mib_config(d, variant: str):
 
 
 def mib_batch(d) -> dict[str, np.ndarray]:
-  out = {k: d[f"batch/{k}"] for k in MODEL_KEYS}
-  for k in ("text_ids", "text_mask", "text_type"):
-    out[k] = out[k].astype(np.int32)
-  n = out["text_ids"].shape[0]
-  out["audio_len"] = np.full(n, out["audio"].shape[1], np.int32)
-  out["vision_len"] = np.full(n, out["vision"].shape[1], np.int32)
-  out["label"] = d["batch/labels"]
-  return out
+  return _model_batch(d, "batch/", "batch/labels")

@@ -13,9 +13,9 @@ that differs from MMSA's (it compares float32 values) changes a class.
 import argparse
 import importlib.util
 import pathlib
-import subprocess
 
 import numpy as np
+import provenance
 import torch
 
 EDGES = {
@@ -40,7 +40,8 @@ def _cases(rng):
     e = np.array(edges)
     preds, labels = np.meshgrid(e, e)  # Every pair of edge values, once each way.
     out[f"{suite}_edges"] = (suite, f32(preds.ravel()), f32(labels.ravel()))
-    near = np.concatenate([e, np.nextafter(f32(e), f32(np.inf)), np.nextafter(f32(e), f32(-np.inf))])
+    near = np.concatenate([e, np.nextafter(f32(e), f32(np.inf)),
+                           np.nextafter(f32(e), f32(-np.inf))])
     out[f"{suite}_near_edges"] = (suite, f32(rng.permutation(near)), f32(near))
   return out
 
@@ -56,10 +57,7 @@ def main():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   metrics = module.MetricsTop("regression")
-  commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
-  out = {"meta/commit": np.array(commit),
-         "meta/command": np.array(f"make_metrics.py --mmsa {flags.mmsa}")}
+  out = provenance.meta(root)
   for name, (suite, preds, labels) in _cases(np.random.default_rng(0)).items():
     result = metrics.getMetics(SUITES[suite])(torch.from_numpy(preds), torch.from_numpy(labels))
     out[f"{name}/suite"], out[f"{name}/preds"], out[f"{name}/labels"] = (
@@ -67,7 +65,7 @@ def main():
     for key, value in result.items():
       out[f"{name}/mmsa/{key}"] = np.array(float(value))
   np.savez_compressed(flags.out, **out)
-  print(f"wrote {flags.out}: {len(out)} arrays from MMSA {commit[:7]}")
+  print(f"wrote {flags.out}: {len(out)} arrays from MMSA {str(out['meta/commit'])[:7]}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ Run by hand in the venv of make_mird.py (torch, transformers 3.0.2):
   /tmp/ref/bin/python tests/data/parity/make_mib.py --mib /tmp/MIB/MIB_github
 
 The public modules are imported from that checkout as they are. Shimmed: the CUDA tensor
-type and `.cuda()`, an in-place scaling that torch after 1.4 refuses, the feature sizes of global_configs.py (text 16, vision 4), the sizes
-written as literals in the modules, mapped while the model is built (width 50 -> 10,
-hidden 1024 -> 16, audio 74 -> 3, 3 x width -> 3 x 10, the tensor fusion's 51^3 -> 11^3),
+type and `.cuda()`, an in-place scaling that torch after 1.4 refuses, the feature sizes
+of global_configs.py (text 16, vision 4), the sizes written as literals in the modules,
+mapped while the model is built (width 50 -> 10, hidden 1024 -> 16, audio 74 -> 3, 3 x width -> 3 x 10, the tensor fusion's 51^3 -> 11^3),
 the encoders' depth (3 -> 1 layer), every dropout (0, so one pass is deterministic) and
 the two Adam optimisers' learning rates (1e-2 and 2e-2, so an update stands far above
 round-off). Every bottleneck's scale pre-activation is moved to about -35, so sigma is
@@ -21,11 +21,11 @@ import argparse
 import importlib
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
+import provenance
 
 SIZES = dict(batch=4, text_len=6, audio_len=5, audio_dim=3, vision_len=4, vision_dim=4,
              vocab=40, hidden=16, layers=1, heads=2, intermediate=32, width=10,
@@ -222,8 +222,8 @@ def main():
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "mib.npz"))
   flags = parser.parse_args()
   mib_dir = pathlib.Path(flags.mib).resolve()
-  commit = subprocess.run(["git", "-C", str(mib_dir), "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+  source = provenance.meta(mib_dir)
+  commit = str(source["meta/commit"])
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   modules = _shim(mib_dir)
@@ -235,8 +235,7 @@ def main():
       num_attention_heads=s["heads"], intermediate_size=s["intermediate"],
       max_position_embeddings=16, hidden_dropout_prob=0.0,
       attention_probs_dropout_prob=0.0)).save_pretrained(bert_dir)
-  out = {"meta/commit": np.array(commit),
-         "meta/command": np.array(" ".join([pathlib.Path(sys.argv[0]).name, *sys.argv[1:]])),
+  out = {**source,
          "meta/torch": np.array(torch.__version__),
          "meta/transformers": np.array(transformers.__version__),
          **{f"size/{k}": np.array(v) for k, v in SIZES.items()},

@@ -22,12 +22,12 @@ tests/training/test_parity_mird_step.py compare mird-jax against this file witho
 import argparse
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import types
 
 import numpy as np
+import provenance
 
 SIZES = dict(batch=3, unlabeled=2, text_len=6, audio_len=5, audio_dim=3, vision_len=4,
              vision_dim=4, vocab=160, hidden=16, layers=1, heads=2, intermediate=32,
@@ -152,9 +152,8 @@ def main():
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "mird.npz"))
   flags = parser.parse_args()
   mird_dir = pathlib.Path(flags.mird).resolve()
-  commit = subprocess.run(["git", "-C", str(mird_dir), "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
-  command = " ".join([pathlib.Path(sys.argv[0]).name, *sys.argv[1:]])
+  source = provenance.meta(mird_dir)  # Before the shims replace sys.argv.
+  commit = str(source["meta/commit"])
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
@@ -173,7 +172,7 @@ def main():
   with torch.no_grad():  # Away from the init's tiny scales, so sparsemax is sparse.
     for p in [*model.parameters(), *(q for e in ests for q in e.parameters())]:
       p.add_(torch.randn_like(p) * 0.3)
-  out = {"meta/commit": np.array(commit), "meta/command": np.array(command),
+  out = {**source,
          "meta/torch": np.array(torch.__version__),
          "meta/transformers": np.array(transformers.__version__),
          "meta/missing_keys": np.array("\n".join(missing)),

