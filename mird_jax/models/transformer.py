@@ -11,10 +11,11 @@ example a padding step, which here attends to the valid steps only).
 
 Attention dropout draws one mask element per (example, head, query, key), as torch's
 F.dropout on the attention weights does (Flax's default broadcasts one mask over the
-batch and the heads). `initializer=public` (`model.mib.init`) gives the public MIB code's initialisers: its
-`init_weights()` resets every Linear (fc1, fc2, the attention output) to N(0, 0.02) with
-zero biases, the attention's input projection keeps fairseq's xavier-uniform over the
-stacked [3W, W] matrix, and the convolutions keep torch's default U(+-1/sqrt(D x 3)).
+batch and the heads). `initializer=public` (`model.mib.init`) gives the public MIB code's
+initialisers: its `init_weights()` resets every Linear (fc1, fc2, the attention output)
+to N(0, 0.02) with zero biases, the attention's input projection keeps fairseq's
+xavier-uniform over the stacked [3W, W] matrix, and the convolutions keep torch's default
+U(+-1/sqrt(D x 3)).
 
 Encoder (MulT/fairseq layout): x * sqrt(width) + sinusoidal positions, embedding dropout,
 then pre-LayerNorm layers (self-attention with attention dropout, a ReLU feed-forward of
@@ -24,18 +25,12 @@ then pre-LayerNorm layers (self-attention with attention dropout, a ReLU feed-fo
 import math
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-INITS = ("flax", "public")
+from mird_jax.models import initializers
+
 READOUTS = ("mean", "last")
 _NORMAL = nn.initializers.normal(0.02)
-
-
-def uniform(bound: float):
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-  return init
 
 
 def dense(features: int, init: str, dtype, name=None, **kw) -> nn.Dense:
@@ -80,7 +75,7 @@ class Conv1d(nn.Module):
     x = x_BxTxD * mask_BxT.astype(x_BxTxD.dtype)[..., None]
     kw = {}
     if self.initializer == "public":  # torch's Conv1d default: U(+-1/sqrt(fan_in)), fan_in = D x 3.
-      kw["kernel_init"] = uniform(1.0 / math.sqrt(3 * x_BxTxD.shape[-1]))
+      kw["kernel_init"] = initializers.uniform(1.0 / math.sqrt(3 * x_BxTxD.shape[-1]))
     return nn.Conv(self.width, (3,), padding=((1, 1),), use_bias=False, dtype=self.dtype,
                    name="conv", **kw)(x)
 
@@ -104,7 +99,7 @@ class EncoderLayer(nn.Module):
     if self.initializer == "public":
       # xavier-uniform over fairseq's stacked [3W, W] input projection; the output
       # projection is a Linear, reset to N(0, 0.02) like the others.
-      kw = dict(kernel_init=uniform(math.sqrt(6.0 / (4 * self.width))),
+      kw = dict(kernel_init=initializers.uniform(math.sqrt(6.0 / (4 * self.width))),
                 out_kernel_init=_NORMAL)
     h = nn.MultiHeadDotProductAttention(
         self.heads, dtype=self.dtype, dropout_rate=self.attn_dropout,

@@ -1,9 +1,9 @@
 """`--mode=eval` and `--mode=predict`: restore params from a workdir and score or predict;
 `--mode=eval_public`: score the authors' weights (an .npz of their model's state_dict).
 
-Eval and predict restore params only: the best checkpoint (the one the run committed as selected), or
-the latest checkpoint at `--step`, reading the checkpoints read-only, so they may run beside
-a training in the same workdir. main.run has checked that there is something to restore.
+Eval and predict restore params only: the best checkpoint (the one the run committed as
+selected), or the latest checkpoint at `--step`, reading the checkpoints read-only, so they
+may run beside a training in the same workdir. main.run has checked that there is something to restore.
 """
 
 import pathlib

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mird_jax import config_check
 from mird_jax.models import factory
 from mird_jax.training import param_groups
 
@@ -118,8 +119,7 @@ def scale_by_transformers_adam(b1: float, b2: float, eps: float):
 def make(settings: Settings, params):
   """Returns (tx_main, tx_club) for `params`."""
   labels = param_groups.label_tree(params, settings.groups)
-  if settings.adamw not in ("optax", "transformers"):
-    raise ValueError(f"optim.adamw={settings.adamw!r}; expected optax or transformers")
+  config_check.require_choice("optim.adamw", settings.adamw)
   kind = (optax.scale_by_adam if settings.adamw == "optax" else scale_by_transformers_adam)
   adam = lambda: kind(b1=settings.b1, b2=settings.b2, eps=settings.eps)
   tx_main = optax.multi_transform({"bert": adam(), "main": adam(), "club": optax.set_to_zero()},

@@ -68,8 +68,9 @@ def complete_step():
 
 
 def test_c_mib_params_after_the_public_step_match(complete_step):
-  """Except the attention key biases (BERT's and the encoders'): softmax is invariant to them, so their gradient is 0
-  but for round-off, which Adam (eps 1e-8) turns into steps of +-lr of either sign."""
+  """Except the attention key biases (BERT's and the encoders'): softmax is invariant to
+  them, so their gradient is 0 but for round-off, which Adam (eps 1e-8) turns into steps
+  of +-lr of either sign."""
   d, _, to_ours, after = complete_step
   public = parity.flat(to_ours(parity.mib_state(d, "complete", "w1")))
   before = parity.flat(to_ours(parity.mib_state(d, "complete", "w0")))

@@ -93,7 +93,8 @@ def test_the_main_loss_gradient_matches(setup, two_steps):
 def test_params_after_each_public_train_step_match(setup, two_steps):
   d, _, _, to_ours = setup
   for i, (ours, _, _) in enumerate(two_steps):
-    public, before = parity.flat(to_ours(parity.state(d, f"w{i + 1}"))), parity.flat(to_ours(parity.state(d, f"w{i}")))
+    public = parity.flat(to_ours(parity.state(d, f"w{i + 1}")))
+    before = parity.flat(to_ours(parity.state(d, f"w{i}")))
     moved = max(float(np.abs(public[k] - before[k]).max()) for k in public)
     assert moved > 100 * PARAM_TOL  # The step is far above the tolerance.
     parity.assert_close(ours, public, PARAM_TOL, f"params after step {i}")
