@@ -5,6 +5,7 @@ r"""Entry point: parses flags and hands off to mird_jax. The only file that defi
   python run.py --config=configs/mosi.py --mode=describe|benchmark|profile
   python run.py --config=configs/mosi.py:smoke --workdir=DIR --config.seed=3
   python run.py --config=configs/demo.py --mode=multiseed --workdir=DIR [--config.num_seeds=5]
+  python run.py --config=configs/sweeps.py:demo,mird --mode=sweep --workdir=DIR
   python run.py --mode=compare --workdirs=DIR1,DIR2,... [--reference=DIR1]
 """
 

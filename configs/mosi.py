@@ -238,6 +238,34 @@ def _diagnostics() -> ConfigDict:
   return g
 
 
+def _sweep() -> ConfigDict:
+  """--mode=sweep (mird_jax/research/sweep.py; docs/sweeps.md): an Optuna search over
+  `space`, each trial an ordinary run in <workdir>/trial_<n>/, selected on validation."""
+  s = ConfigDict()
+  # ((dotted config key, distribution), ...): uniform(lo, hi) | loguniform(lo, hi) |
+  # quniform(lo, hi, step) | int(lo, hi[, step]) | logint(lo, hi) | choice(v1, v2, ...).
+  # configs/sweeps.py has ready spaces; () = nothing to search (--mode=sweep refuses it).
+  s.space = ()
+  s.trials = 50  # Trials that end (complete, pruned or failed), over every worker.
+  s.sampler = "tpe"  # tpe | random, seeded per trial from (seed, trial number).
+  s.seed = 0  # The sampler's seed (the training seed is config.seed, the same every trial).
+  s.startup_trials = 5  # TPE: random trials before it models the results.
+  s.metric = ""  # Validation metric to optimise; "" = train.select_metric.
+  s.direction = ""  # minimize | maximize; "" = train.select_mode's (min/max).
+  # none | median: stop a trial whose validation metric after an epoch is worse than the
+  # median of earlier trials at that epoch (after startup_trials trials and warmup epochs).
+  s.pruner = "none"
+  s.pruner_warmup_epochs = 1
+  # Any SQLAlchemy URL Optuna's RDBStorage takes, e.g. postgresql://user:pw@host/db, for
+  # workers on several machines; "" = sqlite:///<workdir>/sweep.db.
+  s.storage = ""
+  s.study_name = ""  # "" = "sweep-" + a hash of the config, so each config has its own.
+  # After the search: the best trial's config and the base config each over this many
+  # seeds (seed+1 .. seed+n, none of them the search's) with the paired test; 0 = none.
+  s.confirm_seeds = 0
+  return s
+
+
 def get_config(arg: str | None = None) -> ConfigDict:
   config = ConfigDict()
   config.seed = 0
@@ -250,6 +278,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
   config.optim = _optim()
   config.train = _train()
   config.diagnostics = _diagnostics()
+  config.sweep = _sweep()
   if arg == "smoke":
     apply_smoke(config)
   elif arg:

@@ -169,9 +169,14 @@ class Streams:
                                        self.options, **host)
     self._host = host
     self._eval_batch = d.eval_batch_size
+    # Splits that must not be read (a sweep trial's test split): eval() refuses them.
+    self.sealed: tuple[str, ...] = ()
 
   def eval(self, split: str):
     """Padded eval batches of `split` for this host (with `mask` and `id`)."""
+    if split in self.sealed:
+      raise RuntimeError(f"the {split} split is sealed for this run (a sweep trial selects "
+                         "on validation and never reads it)")
     return eval_batches(self.sources[split], self._eval_batch, self.options, **self._host)
 
 

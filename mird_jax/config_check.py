@@ -33,6 +33,9 @@ CHOICES = {
     "optim.schedule": ("warmup_decay", "public_ramp", "constant"),
     "optim.adamw": ("optax", "transformers"),
     "train.select_mode": ("min", "max"),
+    "sweep.sampler": ("tpe", "random"),
+    "sweep.pruner": ("none", "median"),
+    "sweep.direction": ("", "minimize", "maximize"),
 }
 _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.audio_len",
              "data.audio_dim", "data.vision_len", "data.vision_dim", "model.d_z",
@@ -40,13 +43,14 @@ _POSITIVE = ("data.batch_size", "data.eval_batch_size", "data.text_len", "data.a
              "train.patience", "train.log_every_steps", "train.keep_checkpoints",
              "diagnostics.knn_k", "model.mib.width", "model.mib.bottleneck",
              "model.mib.hidden", "model.mib.heads", "model.mib.layers", "optim.accumulate_steps",
-             "num_seeds", "data.max_abs_feature", "model.mib.layer_norm_eps")
+             "num_seeds", "data.max_abs_feature", "model.mib.layer_norm_eps", "sweep.trials")
 _NON_NEGATIVE = ("train.num_devices", "diagnostics.knn_dims", "data.unlabeled_ratio",
                  "club.steps", "club.lr",
                  "loss.w_task", "loss.w_recon_text", "loss.w_recon_audio",
                  "loss.w_recon_vision", "loss.w_mi", "loss.w_orthogonal", "optim.bert_lr",
                  "optim.main_lr", "optim.weight_decay", "optim.grad_clip", "model.mib.beta",
-                 "model.mib.fused_task_weight")
+                 "model.mib.fused_task_weight", "sweep.startup_trials",
+                 "sweep.pruner_warmup_epochs", "sweep.confirm_seeds")
 
 
 class ConfigError(ValueError):
@@ -102,6 +106,8 @@ def validate(config) -> None:
     raise ConfigError(f"optim.warmup_frac={config.optim.warmup_frac!r} must be in [0, 1]")
   _one_of("train.select_metric", config.train.select_metric,
           metrics.names(config.data.metric_dataset))
+  if config.sweep.metric:
+    _one_of("sweep.metric", config.sweep.metric, metrics.names(config.data.metric_dataset))
   if config.model.share_bert and not config.bert.pretrained_agnostic:
     raise ConfigError("bert.pretrained_agnostic=False keeps the agnostic BERT random while "
                       "model.share_bert=True makes it the language BERT: set one of them back")

@@ -101,8 +101,23 @@ def check(mode: str, config, workdir: str | None, options: dict) -> None:
       raise UsageError("--mode=eval_public needs --input STATE.npz, the authors' model's "
                        "state_dict as numpy arrays (docs/differences.md); "
                        f"{'none given' if not path else repr(path) + ' is not a file'}")
+  if mode == "sweep":
+    _check_sweep(config)
   if mode in ("eval", "predict"):  # Nothing to restore: say so before anything is built.
     workdir_lib.require_trained(workdir, options.get("step"), mode)
+
+
+def _check_sweep(config) -> None:
+  """The search space against the config, and what the sweep optimises (one line each)."""
+  from mird_jax.research import space  # pylint: disable=g-import-not-at-top  # Light.
+  if config.train.distributed:
+    raise config_check.ConfigError(
+        "train.distributed=True: a sweep's workers are independent processes; start the "
+        "sweep command once per machine (docs/sweeps.md) instead of one multi-host job")
+  space.parse(config)
+  space.objective(config)
+  if config.sweep.storage:
+    space.check_storage(config.sweep.storage)
 
 
 def run(config, workdir: str | None, mode: str, **options) -> None:
@@ -177,6 +192,14 @@ def _multiseed(config, workdir, options) -> None:
   print(f"wrote {workdir / 'summary.md'} ({len(summary['seeds'])} seeds)")
 
 
+def _sweep(config, workdir, options) -> None:
+  del options
+  from mird_jax.research import sweep
+  report = sweep.run(config, workdir)
+  print(f"wrote {workdir / 'sweep.md'} ({sum(report['counts'].values())} trials, "
+        f"best {report['best']['number'] if report['best'] else 'none'})")
+
+
 def _describe(config, workdir, options) -> None:
   del workdir, options
   from mird_jax.tools import describe
@@ -221,6 +244,8 @@ MODES = {
     "benchmark": Mode(needs_config=True, needs_workdir=False, run=_benchmark),
     "profile": Mode(needs_config=True, needs_workdir=False, run=_profile),
     "multiseed": Mode(needs_config=True, needs_workdir=True, run=_multiseed),
+    # An Optuna search over config.sweep.space, each trial a run in <workdir>/trial_<n>/.
+    "sweep": Mode(needs_config=True, needs_workdir=True, run=_sweep),
     "compare": Mode(needs_config=False, needs_workdir=False, run=_compare),
 }
 

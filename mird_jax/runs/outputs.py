@@ -34,14 +34,15 @@ def dumps(obj) -> str:
 
 
 # Keys that are not what the run is, so a rerun may change them (and a workdir written
-# before they existed still resumes): how to start, and a check on the input (data that
-# passes it trains the same).
-NOT_IDENTITY = ("train.restart", "data.max_abs_feature")
+# before they existed still resumes): how to start, a check on the input (data that
+# passes it trains the same), and the sweep settings, which no run reads.
+NOT_IDENTITY = ("train.restart", "data.max_abs_feature", "sweep")
 
 
-def _identity(config_dict: dict) -> dict:
+def identity(config_dict: dict, not_identity: tuple = NOT_IDENTITY) -> dict:
+  """The part of a config (as a dict) that is what the run is (record_config compares it)."""
   out = json.loads(json.dumps(config_dict))
-  for dotted in NOT_IDENTITY:
+  for dotted in not_identity:
     *parents, leaf = dotted.split(".")
     node = out
     for p in parents:
@@ -51,13 +52,14 @@ def _identity(config_dict: dict) -> dict:
 
 
 def record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-                  holds_progress: bool) -> None:
+                  holds_progress: bool, not_identity: tuple = NOT_IDENTITY) -> None:
   """Writes config.json, or checks that a resumed run has the same config.
 
   A different config in a workdir that holds progress (a committed step, a checkpoint or
   results) stops the run before anything is touched: those belong to the other config. A
   workdir where no run got that far (it failed on its data, or was killed before its
-  first checkpoint) takes the new config.
+  first checkpoint) takes the new config. `not_identity`: the dotted keys left out of the
+  comparison (a sweep's own list keeps its sweep settings in).
   """
   path = workdir / "config.json"
   current = json.loads(json.dumps(config.to_dict()))
@@ -66,10 +68,11 @@ def record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       previous = json.loads(path.read_text())
     except ValueError:
       previous = None
-    if previous is not None and _identity(previous) == _identity(current):
+    same = lambda d: identity(d, not_identity)
+    if previous is not None and same(previous) == same(current):
       return
     if holds_progress:
-      diff = (sorted(_diff(_identity(previous), _identity(current))) if previous is not None
+      diff = (sorted(_diff(same(previous), same(current))) if previous is not None
               else ["(config.json cannot be read)"])
       raise config_check.ConfigError(
           f"{workdir} holds a run with a different config (changed: {', '.join(diff[:8])}); "

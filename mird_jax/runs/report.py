@@ -36,16 +36,19 @@ def _factors(exp):
     return {k: f[k] for k in f.files}
 
 
-def final(exp, params, history: list[dict], workdir: pathlib.Path) -> dict:
-  """Test-split terms, k-NN MI, probe R^2 (with factors) and the figures; returns what goes
-  into results.json."""
+def final(exp, params, history: list[dict], workdir: pathlib.Path, split: str = "test"
+          ) -> dict:
+  """`split`'s terms, k-NN MI, probe R^2 (with factors; test only: the probes are scored
+  there) and the figures; returns what goes into results.json. A sweep trial passes
+  "valid": it never reads test."""
   g = exp.config.diagnostics
-  rows, labels, ids = _rows(exp, params, "test")
-  out = {"test_losses": diagnostics.split_terms(rows, labels, exp.step_config, exp.hparams)}
+  rows, labels, ids = _rows(exp, params, split)
+  out = {f"{split}_losses": diagnostics.split_terms(rows, labels, exp.step_config,
+                                                   exp.hparams)}
   test_z = diagnostics.latents(rows)
   check = {"knn_mi": disentanglement.knn_mi_table(test_z, g.knn_k, g.knn_dims),
            "latent_variance": disentanglement.latent_spread(test_z)}
-  factors = _factors(exp)
+  factors = _factors(exp) if split == "test" else None
   if factors is not None:
     z, targets = {"test": test_z}, {"test": disentanglement.factor_targets(factors, ids)}
     for split in ("train", "valid"):

@@ -175,17 +175,26 @@ def _end_of_epoch(exp, ckpts, state, meta, train_means, tb):
                meta["best_epoch"], " *" if improved else "")
 
 
-def _finish(exp, ckpts, workdir: pathlib.Path, meta) -> dict:
-  """Scores the test split once, on the selected checkpoint; writes results and predictions."""
+def _finish(exp, ckpts, workdir: pathlib.Path, meta, score_test: bool) -> dict:
+  """Scores the test split once, on the selected checkpoint; writes results and predictions.
+  Without `score_test` (a sweep trial) the test split stays sealed: results.json holds the
+  validation metrics and the diagnostics of the validation split."""
   if meta["best_epoch"] is None:
     raise FloatingPointError("no epoch had a finite validation "
                              f"{exp.config.train.select_metric}: nothing to select")
   selected = checkpoint.best_step(meta)
   params = ckpts.restore_best_params(exp.abstract_state().params, selected)
-  test, (preds, labels, ids) = experiment.evaluate(exp, params, "test")
   valid = ckpts.best_meta(selected)["valid"]
   results = {"selected_epoch": meta["best_epoch"], "epochs_run": meta["epoch"],
-             "select_metric": exp.config.train.select_metric, "valid": valid, "test": test}
+             "select_metric": exp.config.train.select_metric, "valid": valid}
+  if not score_test:
+    if exp.config.diagnostics.enabled:
+      results.update(report.final(exp, params, meta["history"], workdir, split="valid"))
+    if jax.process_index() == 0:
+      outputs.atomic_write(workdir / "results.json", outputs.dumps(results))
+    return results
+  test, (preds, labels, ids) = experiment.evaluate(exp, params, "test")
+  results["test"] = test
   if exp.config.diagnostics.enabled:
     results.update(report.final(exp, params, meta["history"], workdir))
   if exp.config.train.report_probes:
@@ -228,21 +237,31 @@ def claimed(config, workdir: pathlib.Path, multiseed: bool = False):
     yield
 
 
-def train_and_evaluate(config, workdir, mesh=None) -> dict:
+def train_and_evaluate(config, workdir, mesh=None, *, score_test: bool = True,
+                       on_epoch=None) -> dict:
   """Trains, selects on validation, scores test; `mesh` defaults to every device. The config
-  is one that main.check has validated."""
+  is one that main.check has validated.
+
+  `score_test` False seals the test split (a sweep trial: _finish). `on_epoch(history,
+  done)`, if given, is called with the validated epochs and whether training is over,
+  after each epoch is committed and once on resuming (so that a caller killed after a
+  commit sees that epoch); whatever it raises stops the run there, committed at that
+  epoch.
+  """
   workdir = pathlib.Path(workdir)
   with claimed(config, workdir):
     save_points.reached("config_written")
     exp = experiment.build(config, workdir, mesh=mesh)
+    if not score_test:
+      exp.streams.sealed = ("test",)
     ckpts = checkpoint.Checkpoints(workdir, config.train.keep_checkpoints)
     try:
-      return _run(exp, ckpts, workdir)
+      return _run(exp, ckpts, workdir, score_test, on_epoch or (lambda history, done: None))
     finally:
       ckpts.close()
 
 
-def _run(exp, ckpts, workdir: pathlib.Path) -> dict:
+def _run(exp, ckpts, workdir: pathlib.Path, score_test: bool, on_epoch) -> dict:
   """The epochs from the committed step (or the start) to the end, then the test split."""
   restored = ckpts.resume(exp.abstract_state())
   state, meta = restored if restored else (exp.initial_state(), _fresh_meta())
@@ -250,6 +269,7 @@ def _run(exp, ckpts, workdir: pathlib.Path) -> dict:
     logging.info("resuming from step %d (epoch %d)", int(state.step), meta["epoch"] + 1)
     if jax.process_index() == 0:  # A kill between a commit and this file's rewrite.
       outputs.write_history(workdir, meta["history"])
+    on_epoch(meta["history"], meta["done"])
   tb = outputs.TensorBoard(workdir / "tensorboard", jax.process_index() == 0)
   preemption = _Preemption()
   try:
@@ -266,7 +286,8 @@ def _run(exp, ckpts, workdir: pathlib.Path) -> dict:
       if jax.process_index() == 0:
         outputs.write_history(workdir, meta["history"])
       save_points.reached("history_written")
-    return _finish(exp, ckpts, workdir, meta)
+      on_epoch(meta["history"], meta["done"])
+    return _finish(exp, ckpts, workdir, meta, score_test)
   finally:
     preemption.restore()
     tb.close()

@@ -1,4 +1,5 @@
-"""One training per workdir at a time: an advisory lock (flock) on DIR/workdir.lock.
+"""One training per workdir at a time: an advisory lock (flock) on DIR/workdir.lock; and
+the same kind of lock for the sweep's trials and its claims (try_hold, exclusive).
 
 The kernel drops the lock when its process ends, however it ends, so a killed run never
 leaves the workdir locked. The file itself stays; its text says who held it last. Where
@@ -59,3 +60,44 @@ def _lock(fd: int, path: pathlib.Path) -> bool:
     logging.warning("%s: this file system has no locks (%s); nothing stops a second training "
                     "in this workdir", path, e)
     return False
+
+
+def try_hold(path) -> int | None:
+  """Takes the lock on the file `path` (made if missing) without waiting: its descriptor,
+  held until os.close; None when another process holds it. Where the file system has no
+  locks, the descriptor (with a warning): nothing can tell a live holder from a dead one."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    os.close(fd)
+    return None
+  except OSError as e:
+    if e.errno not in _NO_LOCKS:
+      os.close(fd)
+      raise
+    logging.warning("%s: this file system has no locks (%s)", path, e)
+  os.ftruncate(fd, 0)
+  os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+  return fd
+
+
+@contextlib.contextmanager
+def exclusive(path):
+  """Holds the lock on the file `path` for the block, waiting for it as long as another
+  process holds it (a short critical section shared by the processes of a sweep)."""
+  path = pathlib.Path(path)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as e:
+      if e.errno not in _NO_LOCKS:
+        raise
+      logging.warning("%s: this file system has no locks (%s); workers sharing it may run "
+                      "more trials than asked", path, e)
+    yield
+  finally:
+    os.close(fd)
