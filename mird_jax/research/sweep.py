@@ -48,8 +48,9 @@ TRIAL_LOCK = "trial.lock"
 OVERRIDES = "overrides.json"
 # A rerun may extend the budget, add confirmation seeds or reach the same database by
 # another URL: none of them changes what the study is.
-NOT_STUDY_IDENTITY = ("train.restart", "data.max_abs_feature", "sweep.trials",
+NOT_STUDY_IDENTITY = ("train.restart", "data.max_abs_feature", "num_seeds", "sweep.trials",
                       "sweep.confirm_seeds", "sweep.storage")
+STUDY = "study.json"  # The study this workdir's trials belong to, named once.
 State = optuna.trial.TrialState
 
 
@@ -64,6 +65,20 @@ def study_name(config) -> str:
     return config.sweep.study_name
   ident = outputs.identity(config.to_dict(), NOT_STUDY_IDENTITY)
   return "sweep-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _recorded_study(config, workdir: pathlib.Path) -> str:
+  """The study of the workdir's trials: the one named when the sweep started (so that a
+  later version's hash cannot lose it), or the config's study name for a new sweep."""
+  path = workdir / STUDY
+  if not path.exists():
+    return study_name(config)
+  recorded = json.loads(path.read_text())["study"]
+  if config.sweep.study_name and config.sweep.study_name != recorded:
+    raise config_check.ConfigError(
+        f"{workdir} holds the trials of study {recorded!r}, not sweep.study_name="
+        f"{config.sweep.study_name!r}: use another --workdir for another study")
+  return recorded
 
 
 def storage_url(config, workdir) -> str:
@@ -105,7 +120,7 @@ def _open(config, workdir: pathlib.Path, direction: str):
     started = any(workdir.glob("trial_*"))
     outputs.record_config(config, workdir, started, NOT_STUDY_IDENTITY)
     storage = _storage(storage_url(config, workdir))
-    study = optuna.create_study(storage=storage, study_name=study_name(config),
+    study = optuna.create_study(storage=storage, study_name=_recorded_study(config, workdir),
                                 direction=direction, load_if_exists=True,
                                 sampler=_sampler(config.sweep, 0),
                                 pruner=_pruner(config.sweep))
@@ -113,10 +128,12 @@ def _open(config, workdir: pathlib.Path, direction: str):
     recorded = study.user_attrs.get("config")
     if recorded is None:
       study.set_user_attr("config", ident)
-    elif recorded != ident:
+    elif outputs.identity(recorded, NOT_STUDY_IDENTITY) != ident:  # Older lists too.
       raise config_check.ConfigError(
           f"sweep.study_name={study.study_name!r} in {_redacted(storage_url(config, workdir))} "
           "was started by a different config; use another study name or the same config")
+    if not (workdir / STUDY).exists():
+      outputs.atomic_write(workdir / STUDY, outputs.dumps({"study": study.study_name}))
     tfds_builders.prepare(trial_config(config, {}, workdir), workdir)
   return study
 

@@ -35,8 +35,9 @@ def dumps(obj) -> str:
 
 # Keys that are not what the run is, so a rerun may change them (and a workdir written
 # before they existed still resumes): how to start, a check on the input (data that
-# passes it trains the same), and the sweep settings, which no run reads.
-NOT_IDENTITY = ("train.restart", "data.max_abs_feature", "sweep")
+# passes it trains the same), how many seeds a multi-seed protocol runs (raising it
+# extends one), and the sweep settings, which no run reads.
+NOT_IDENTITY = ("train.restart", "data.max_abs_feature", "num_seeds", "sweep")
 
 
 def identity(config_dict: dict, not_identity: tuple = NOT_IDENTITY) -> dict:

@@ -47,8 +47,9 @@ def _fake_train(config, workdir, mesh=None, score_test=True, on_epoch=None):
 
 
 def _proposals(workdir) -> list[dict]:
-  study = optuna.load_study(study_name=json.loads((workdir / "sweep.json").read_text())[
-      "study"], storage=f"sqlite:///{workdir / 'sweep.db'}")
+  name = json.loads((workdir / "sweep.json").read_text())["study"]
+  assert json.loads((workdir / "study.json").read_text()) == {"study": name}
+  study = optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'sweep.db'}")
   return [t.params for t in sorted(study.trials, key=lambda t: t.number)]
 
 
@@ -66,6 +67,7 @@ def test_a_seeded_sweep_proposes_the_same_trials_twice_even_when_resumed(tmp_pat
   sweep.run(_config(**kw), first, train_fn=_fake_train)
   sweep.run(_config(**kw), second, train_fn=_fake_train)
   assert _proposals(first) == _proposals(second) and len(_proposals(first)) == 6
+  assert len({json.dumps(p, sort_keys=True) for p in _proposals(first)}) == 6  # No repeats.
   if sampler == "random":  # Another seed, other trials.
     other = tmp_path / "d"
     sweep.run(_config(**{**kw, "seed": 1}), other, train_fn=_fake_train)

@@ -386,14 +386,16 @@ def test_a_different_config_in_the_same_workdir_is_refused(reference):
 
 
 def test_keys_that_are_not_the_runs_identity_may_change_or_be_missing(tmp_path):
-  """train.restart and data.max_abs_feature: changed on a rerun, or absent from the
-  config.json of a workdir written before they existed, the run is still the same one."""
+  """train.restart, data.max_abs_feature, num_seeds and the sweep settings: changed on a
+  rerun, or absent from the config.json of a workdir written before they existed, the run
+  is still the same one."""
   from mird_jax.runs import outputs  # pylint: disable=g-import-not-at-top
   config = _smoke_config()
   old = json.loads(json.dumps(config.to_dict()))
-  del old["train"]["restart"], old["data"]["max_abs_feature"]
+  del old["train"]["restart"], old["data"]["max_abs_feature"], old["sweep"]
   (tmp_path / "config.json").write_text(json.dumps(old))
   config.train.restart, config.data.max_abs_feature = "from_scratch", 10.0
+  config.num_seeds, config.sweep.trials = 7, 3
   outputs.record_config(config, tmp_path, holds_progress=True)
   assert json.loads((tmp_path / "config.json").read_text()) == old  # Kept as it was.
   config.data.label_max = 2.0
