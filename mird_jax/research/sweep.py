@@ -39,6 +39,7 @@ from mird_jax import config_check
 from mird_jax.research import multiseed
 from mird_jax.research import space as space_lib
 from mird_jax.research import sweep_report
+from mird_jax.runs import errors
 from mird_jax.runs import outputs
 from mird_jax.runs import train
 from mird_jax.runs import workdir_lock
@@ -175,7 +176,7 @@ def _claim(study, params, config, workdir: pathlib.Path) -> Claim | None:
     trial = study.ask()  # An enqueued (WAITING) trial first, else a new one.
     fd = workdir_lock.try_hold(trial_dir(workdir, trial.number) / TRIAL_LOCK)
     if fd is None:
-      raise RuntimeError(f"{trial_dir(workdir, trial.number)} is held by another process "
+      raise errors.RunError(f"{trial_dir(workdir, trial.number)} is held by another process "
                          f"although trial {trial.number} is new: is a worker using this "
                          "study from another workdir?")
     _suggest(trial, params, workdir)
