@@ -105,7 +105,7 @@ ENQUEUED = [{"optim.main_lr": 0.003, "optim.bert_lr": 0.001},  # 0 learns
 
 
 def _real_config(confirm_seeds=0):
-  config = _config(space=SPACE, trials=5, sampler="random", pruner="median",
+  config = _config(space=SPACE, trials=4, sampler="random", pruner="median",
                    startup_trials=2, pruner_warmup_epochs=0, confirm_seeds=confirm_seeds)
   config.unlock()
   config.train.epochs = config.train.patience = 2
@@ -114,9 +114,10 @@ def _real_config(confirm_seeds=0):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-  """A real 5-trial sweep (trials 0-3 enqueued, 4 drawn), with the splits each step read;
-  then the same command with confirm_seeds=2."""
+def finished(tmp_path_factory, smoke_exp):
+  """A real 4-trial sweep (enqueued values), with the splits each step read;
+  then the same command with confirm_seeds=2. On smoke_exp's mesh, so that every trial
+  runs the session's compiled steps."""
   workdir = tmp_path_factory.mktemp("sweep")
   config = _real_config()
   study = optuna.create_study(storage=sweep.storage_url(config, workdir),
@@ -128,22 +129,21 @@ def finished(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(input_pipeline.Streams, "eval",
                lambda self, split: (read.append(split), original(self, split))[1])
-    search = sweep.run(config, workdir)
+    search = sweep.run(config, workdir, mesh=smoke_exp.mesh)
     searched = list(read)
-    confirmed = sweep.run(_real_config(confirm_seeds=2), workdir)
+    confirmed = sweep.run(_real_config(confirm_seeds=2), workdir, mesh=smoke_exp.mesh)
   return workdir, search, searched, confirmed, read[len(searched):]
 
 
 def test_trials_end_complete_failed_or_pruned_and_the_sweep_goes_on(finished):
   workdir, report, _, _, _ = finished
   by_number = {t["number"]: t for t in report["trials"]}
-  assert sorted(by_number) == [0, 1, 2, 3, 4]
+  assert sorted(by_number) == [0, 1, 2, 3]
   assert by_number[0]["state"] == by_number[1]["state"] == "COMPLETE"
   assert by_number[2]["state"] == "FAIL" and by_number[2]["note"].startswith("non-finite")
   assert by_number[3]["state"] == "PRUNED" and by_number[3]["epochs_reported"] == 1
   trial_3 = [json.loads(line) for line in (workdir / "trial_3" / "metrics.jsonl").open()]
   assert len(trial_3) == 1  # Stopped after its first of two epochs.
-  assert by_number[4]["state"] in ("COMPLETE", "PRUNED", "FAIL")  # Ran after the others.
   for n, values in enumerate(ENQUEUED):
     assert by_number[n]["params"] == values
     assert json.loads((workdir / f"trial_{n}" / "overrides.json").read_text())[
@@ -161,7 +161,7 @@ def test_the_search_reads_validation_only_and_scores_no_test(finished):
   workdir, _, searched, _, confirming = finished
   assert set(searched) == {"valid"}
   assert "test" in confirming  # The confirmation is where the test split is scored.
-  for n in range(5):
+  for n in range(4):
     results = workdir / f"trial_{n}" / "results.json"
     if results.exists():
       assert "test" not in json.loads(results.read_text())
@@ -173,7 +173,7 @@ def test_the_report_has_the_trials_importances_plots_and_confirmation(finished):
   md = (workdir / "sweep.md").read_text()
   assert json.loads((workdir / "sweep.json").read_text())["best"] == json.loads(
       json.dumps(report["best"]))
-  assert "5 of 5 trials ended" in md and f"{report['counts']['FAIL']} fail" in md
+  assert "4 of 4 trials ended" in md and f"{report['counts']['FAIL']} fail" in md
   for name in ("sweep_history.png", "sweep_slice.png", "sweep_epochs.png"):
     assert report["plots"][name] == "" and (workdir / name).read_bytes()[:4] == b"\x89PNG"
   c = report["confirmation"]
@@ -186,9 +186,9 @@ def test_the_report_has_the_trials_importances_plots_and_confirmation(finished):
     assert math.isfinite(row["test"]["MAE"]["mean"])
 
 
-def test_rerunning_a_finished_sweep_runs_nothing_more(finished):
+def test_rerunning_a_finished_sweep_runs_nothing_more(finished, smoke_exp):
   workdir, _, _, before, _ = finished
-  after = sweep.run(_real_config(confirm_seeds=2), workdir)
+  after = sweep.run(_real_config(confirm_seeds=2), workdir, mesh=smoke_exp.mesh)
   assert [t["number"] for t in after["trials"]] == [t["number"] for t in before["trials"]]
   assert after["confirmation"]["table"] == before["confirmation"]["table"]
 
