@@ -72,11 +72,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"run.py: --config: {e.filename}, line {e.lineno}: {e.msg}: "
              f"{(e.text or '').strip()}")
   except (KeyError, AttributeError) as e:  # A --config.* override names no key.
-    msg = e
-    while isinstance(msg, BaseException) and msg.args:
-      msg = msg.args[0]
-    key, _, hint = str(msg).partition("\n")
-    key = key.strip("'\"")
+    key, hint = config_check.unknown_key(e)
     given = [a.split("=")[0] for a in argv
              if a.startswith("--config.") and a.split("=")[0].rsplit(".", 1)[-1] == key]
     where = given[0] if given else "a --config.* override"

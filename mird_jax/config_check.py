@@ -63,6 +63,17 @@ def get(config, dotted: str):
   return config
 
 
+def unknown_key(error: LookupError | AttributeError) -> tuple[str, str]:
+  """(the missing key, ml_collections' "Did you mean ..." hint or "") of the error a
+  locked ConfigDict raises for a key it does not have (its message is "'key'\nhint",
+  possibly wrapped in further errors)."""
+  msg = error
+  while isinstance(msg, BaseException) and msg.args:
+    msg = msg.args[0]
+  key, _, hint = str(msg).partition("\n")
+  return key.strip("'\""), hint.strip()
+
+
 def _one_of(key: str, value, allowed) -> None:
   if value not in allowed:
     raise ConfigError(f"{key}={value!r} is not allowed; expected one of "

@@ -157,11 +157,8 @@ def _lookup(config, key: str):
   for i, part in enumerate(key.split(".")):
     try:
       node = getattr(node, part)
-    except AttributeError as e:  # ConfigDict's message: "'part'\nDid you mean ...?"
-      msg = e
-      while isinstance(msg, BaseException) and msg.args:
-        msg = msg.args[0]
-      hint = str(msg).partition("\n")[2].strip()
+    except AttributeError as e:
+      hint = config_check.unknown_key(e)[1]
       where = ".".join(key.split(".")[:i]) or "the config"
       raise SpaceError(f"sweep.space[{key!r}]: {where} has no key {part!r}. {hint}".strip()
                        ) from None

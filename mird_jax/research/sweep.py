@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 import optuna
+import sqlalchemy
 
 from data_pipelines import tfds_builders
 from mird_jax import config_check
@@ -86,6 +87,11 @@ def storage_url(config, workdir) -> str:
   return config.sweep.storage or f"sqlite:///{(pathlib.Path(workdir) / 'sweep.db').resolve()}"
 
 
+def _redacted(url: str) -> str:
+  """A database URL without its password, for messages."""
+  return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+
+
 def _storage(url: str):
   # SQLite: a writer waits for another's lock instead of failing at once.
   kwargs = ({"connect_args": {"timeout": 120}} if url.startswith("sqlite") else
@@ -137,15 +143,6 @@ def _open(config, workdir: pathlib.Path, direction: str):
       outputs.atomic_write(workdir / STUDY, outputs.dumps({"study": study.study_name}))
     tfds_builders.prepare(trial_config(config, {}, workdir), workdir)
   return study
-
-
-def _redacted(url: str) -> str:
-  """A database URL without its password (it goes into logs and sweep.json)."""
-  head, at, tail = url.rpartition("@")
-  if not at or "://" not in head:
-    return url
-  scheme, _, user = head.partition("://")
-  return f"{scheme}://{user.split(':')[0]}:***@{tail}"
 
 
 @dataclasses.dataclass
@@ -212,37 +209,38 @@ class _Reporter:
       raise optuna.TrialPruned(f"pruned after epoch {history[-1]['epoch']}")
 
 
-def _fail(study, trial, reason: str) -> str:
+def _fail(study, trial, reason: str) -> None:
   trial.set_user_attr("failure", reason)
   study.tell(trial, state=State.FAIL)
-  return "failed"
 
 
 def _run_trial(study, claim: Claim, params, config, workdir, metric: str, train_fn,
-               mesh) -> str:
-  """Trains the claimed trial to its end and tells the study; returns how it ended."""
+               mesh) -> None:
+  """Trains the claimed trial to its end and tells the study how it ended."""
   trial = claim.trial
   overrides = {p.key: trial.params[p.key] for p in params}
   try:
     cfg = trial_config(config, overrides, workdir)
     config_check.validate(cfg)
   except (config_check.ConfigError, TypeError, ValueError) as e:
-    return _fail(study, trial, f"config: {e}")
+    _fail(study, trial, f"config: {e}")
+    return
   try:
     results = train_fn(cfg, trial_dir(workdir, trial.number), mesh=mesh, score_test=False,
                        on_epoch=_Reporter(claim, metric))
   except optuna.TrialPruned as e:
     trial.set_user_attr("pruned", str(e))
     study.tell(trial, state=State.PRUNED)
-    return "pruned"
+    return
   except FloatingPointError as e:  # A non-finite loss (train._check_finite) or no epoch.
-    return _fail(study, trial, f"non-finite: {e}")
+    _fail(study, trial, f"non-finite: {e}")
+    return
   value = results["valid"].get(metric)
   if value is None or not math.isfinite(value):
-    return _fail(study, trial, f"non-finite: validation {metric} is {value}")
+    _fail(study, trial, f"non-finite: validation {metric} is {value}")
+    return
   trial.set_user_attr("selected_epoch", results["selected_epoch"])
   study.tell(trial, float(value))
-  return "complete"
 
 
 def run(config, workdir, mesh=None, train_fn=None) -> dict:
@@ -263,10 +261,10 @@ def run(config, workdir, mesh=None, train_fn=None) -> dict:
         sweep_report.say(f"trial {claim.trial.number}: its worker stopped; resuming it from "
                          "its last checkpoint")
       t0 = time.time()
-      ended = _run_trial(study, claim, params, config, workdir, metric, train_fn, mesh)
+      _run_trial(study, claim, params, config, workdir, metric, train_fn, mesh)
     finally:
       os.close(claim.lock_fd)
-    sweep_report.progress(study, config, claim.trial.number, ended, time.time() - t0,
+    sweep_report.progress(study, config, claim.trial.number, time.time() - t0,
                           time.time() - start, metric)
   return _finish(study, config, workdir, params, metric, mesh, train_fn)
 

@@ -65,11 +65,10 @@ def _outcome(t, metric: str) -> str:
   return t.state.name.lower()
 
 
-def progress(study, config, number: int, ended: str, trial_s: float, elapsed_s: float,
+def progress(study, config, number: int, trial_s: float, elapsed_s: float,
              metric: str) -> None:
   """One line: the trial, its values and outcome, the best so far, elapsed and (from the
   mean trial time and the workers now running) remaining time."""
-  del ended  # The trial's recorded state says it.
   trials = study.get_trials(deepcopy=False)
   t = next(t for t in trials if t.number == number)
   finished = [x for x in trials if x.state.is_finished()]

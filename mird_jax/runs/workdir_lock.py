@@ -35,37 +35,23 @@ def hold(workdir, enabled: bool = True):
     yield
     return
   path = pathlib.Path(workdir) / NAME
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  fd = try_hold(path, "nothing stops a second training in this workdir")
+  if fd is None:
+    holder = path.read_text().strip() or "another process"
+    raise WorkdirBusy(f"{path.parent} is in use by another training ({holder}); wait for it "
+                      "to end or stop it, or use another --workdir")
   try:
-    if _lock(fd, path):
-      os.ftruncate(fd, 0)
-      os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                   f"{datetime.datetime.now().isoformat(timespec='seconds')}\n".encode())
     yield
   finally:
     os.close(fd)  # Releases the lock.
 
 
-def _lock(fd: int, path: pathlib.Path) -> bool:
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return True
-  except BlockingIOError:
-    holder = path.read_text().strip() or "another process"
-    raise WorkdirBusy(f"{path.parent} is in use by another training ({holder}); wait for it "
-                      "to end or stop it, or use another --workdir") from None
-  except OSError as e:
-    if e.errno not in _NO_LOCKS:
-      raise
-    logging.warning("%s: this file system has no locks (%s); nothing stops a second training "
-                    "in this workdir", path, e)
-    return False
-
-
-def try_hold(path) -> int | None:
+def try_hold(path, without_locks: str = "nothing can tell a live holder from a dead one"
+             ) -> int | None:
   """Takes the lock on the file `path` (made if missing) without waiting: its descriptor,
-  held until os.close; None when another process holds it. Where the file system has no
-  locks, the descriptor (with a warning): nothing can tell a live holder from a dead one."""
+  held until os.close, with the holder written into the file; None when another process
+  holds it. Where the file system has no locks, the descriptor, with a warning that says
+  `without_locks` (what that leaves unprotected)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -78,9 +64,11 @@ def try_hold(path) -> int | None:
     if e.errno not in _NO_LOCKS:
       os.close(fd)
       raise
-    logging.warning("%s: this file system has no locks (%s)", path, e)
+    logging.warning("%s: this file system has no locks (%s); %s", path, e, without_locks)
+    return fd
   os.ftruncate(fd, 0)
-  os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+  os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+               f"{datetime.datetime.now().isoformat(timespec='seconds')}\n".encode())
   return fd
 
 
