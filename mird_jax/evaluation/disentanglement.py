@@ -118,3 +118,15 @@ def latent_spread(latents: dict) -> dict[str, float]:
   variance is bounded below (tanh logvar), so a latent with a small spread gets a small
   bound whatever it shares: read the bound beside this."""
   return {z: float(np.var(v, axis=0).sum()) for z, v in latents.items()}
+
+
+def latent_norm(latents: dict) -> dict[str, float]:
+  """{latent: mean Euclidean norm over examples}: with latent_spread, whether a latent
+  shrank as a whole (both fall) or only collapsed onto a point (the spread falls alone)."""
+  return {z: float(np.linalg.norm(np.asarray(v, np.float64), axis=1).mean())
+          for z, v in latents.items()}
+
+
+def latent_scale(latents: dict) -> dict[str, dict[str, float]]:
+  """{"variance": latent_spread, "norm": latent_norm}: each latent's scale on one split."""
+  return {"variance": latent_spread(latents), "norm": latent_norm(latents)}

@@ -19,13 +19,26 @@ def _series(history, part, key):
   return np.array([h.get(part, {}).get(key, np.nan) for h in history], np.float64)
 
 
+def _scale_panel(ax, history, epochs, kind: str, title: str) -> None:
+  """Each latent's `kind` (variance or norm) per epoch on the validation split."""
+  names = sorted({z for h in history for z in h.get("valid_latents", {}).get(kind, {})})
+  for z in names:
+    ax.plot(epochs, [h.get("valid_latents", {}).get(kind, {}).get(z, np.nan)
+                     for h in history], label=z)
+  if names:
+    ax.set_yscale("log")
+  ax.set_title(title)
+
+
 def curves(history: list[dict], path: pathlib.Path, select_metric: str) -> None:
   """Per epoch: total and task loss (train vs valid), the other loss terms
   (reconstructions, or MIB's unimodal task and KL terms), the selection metric, the CLUB
-  bound of each pair and the estimators' log-likelihood (valid, MIRD)."""
+  bound of each pair and the estimators' log-likelihood (valid, MIRD), and beside them
+  each latent's scale (summed variance and mean norm, valid): a bound can fall because a
+  latent shrank, not because it shares less."""
   plt = _pyplot()
   epochs = [h["epoch"] for h in history]
-  fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+  fig, axes = plt.subplots(2, 4, figsize=(20, 8))
   ax = axes[0, 0]
   for key in ("loss", "task"):
     ax.plot(epochs, _series(history, "train", "loss" if key == "loss" else "loss/task"),
@@ -56,6 +69,8 @@ def curves(history: list[dict], path: pathlib.Path, select_metric: str) -> None:
   for m in "lav":
     ax.plot(epochs, _series(history, "valid_losses", f"orthogonal/s_{m}"), label=f"s_{m}")
   ax.set_title("||z_s^T z_m / N||^2 (valid)")
+  _scale_panel(axes[0, 3], history, epochs, "norm", "latent mean norm (valid)")
+  _scale_panel(axes[1, 3], history, epochs, "variance", "latent summed variance (valid)")
   for ax in axes.flat:
     ax.set_xlabel("epoch")
     if ax.get_legend_handles_labels()[0]:

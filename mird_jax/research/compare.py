@@ -102,13 +102,17 @@ def table(workdirs: list[str], reference: str | None = None,
                 [[n] + [_p(paired(_per_seed(s, ("test", m)),
                                   _per_seed(summaries[ref], ("test", m)))) for m in metrics]
                  for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
-  dis = [(label, path) for label, path in _DISENTANGLEMENT
+  scales = list(dict.fromkeys(
+      z for s in summaries for r in s["per_seed"]
+      for z in r.get("disentanglement", {}).get("latent_variance", {})))
+  dis = [(label, path) for label, path in _DISENTANGLEMENT + tuple(
+      (f"var({z})", ("latent_variance", z)) for z in scales)
          if any(_per_seed(s, ("disentanglement",) + path) for s in summaries)]
   if dis:
     agg = lambda s, path: summary_lib.mean_std(
         _per_seed(s, ("disentanglement",) + path).values())
-    out += ["", "Disentanglement on the test split (k-NN MI in nats; held-out ridge-probe R²), "
-            "mean ± std over seeds.", "",
+    out += ["", "Disentanglement on the test split (k-NN MI in nats; held-out ridge-probe R²; "
+            "var: a latent's summed per-dimension variance), mean ± std over seeds.", "",
             summary_lib.markdown_table(["config"] + [label for label, _ in dis],
                    [[n] + [_cell(agg(s, path)) for _, path in dis]
                     for n, s in zip(names, summaries)]), "",

@@ -84,9 +84,13 @@ def markdown(summary: dict) -> str:
             markdown_table(["pair", "MI"], [[k.split(".")[-1], fmt(v)] for k, v in d.items()
                                     if k.startswith("knn_mi.")]), ""]
     spread = {k.split(".")[-1]: v for k, v in d.items() if k.startswith("latent_variance.")}
+    norm = {k.split(".")[-1]: v for k, v in d.items() if k.startswith("latent_norm.")}
     if spread:
-      out += ["Spread of each latent (summed per-dimension variance across examples):", "",
-              markdown_table(["latent", "variance"], [[k, fmt(v)] for k, v in spread.items()]), ""]
+      out += ["Scale of each latent: summed per-dimension variance across examples, and "
+              "mean norm (a CLUB bound or an orthogonality penalty also falls when a latent "
+              "shrinks):", "",
+              markdown_table(["latent", "variance", "mean norm"],
+                             [[k, fmt(v), fmt(norm.get(k))] for k, v in spread.items()]), ""]
     probes = {tuple(k.split(".")[1:]): v for k, v in d.items() if k.startswith("probe_r2.")}
     if probes:
       latents = sorted({z for z, _ in probes})

@@ -20,8 +20,15 @@ def _rows(exp, params, split):
 
 def valid_terms(exp, params, split: str) -> dict[str, float]:
   """diagnostics.split_terms of `split` (the validation split, each epoch) under `params`."""
+  return epoch_diagnostics(exp, params, split)[0]
+
+
+def epoch_diagnostics(exp, params, split: str):
+  """(diagnostics.split_terms, disentanglement.latent_scale) of `split` under `params`, from
+  one pass: what each epoch records of the validation split."""
   rows, labels, _ = _rows(exp, params, split)
-  return diagnostics.split_terms(rows, labels, exp.step_config, exp.hparams)
+  return (diagnostics.split_terms(rows, labels, exp.step_config, exp.hparams),
+          disentanglement.latent_scale(diagnostics.latents(rows)))
 
 
 def _factors(exp):
@@ -47,7 +54,8 @@ def final(exp, params, history: list[dict], workdir: pathlib.Path, split: str = 
                                                    exp.hparams)}
   test_z = diagnostics.latents(rows)
   check = {"knn_mi": disentanglement.knn_mi_table(test_z, g.knn_k, g.knn_dims),
-           "latent_variance": disentanglement.latent_spread(test_z)}
+           "latent_variance": disentanglement.latent_spread(test_z),
+           "latent_norm": disentanglement.latent_norm(test_z)}
   factors = _factors(exp) if split == "test" else None
   if factors is not None:
     z, targets = {"test": test_z}, {"test": disentanglement.factor_targets(factors, ids)}

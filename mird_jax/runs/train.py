@@ -159,8 +159,11 @@ def _end_of_epoch(exp, ckpts, state, meta, train_means, tb):
   entry = {"epoch": epoch + 1, "step": step, "train": train_means, "valid": val,
            "selected": improved}
   if exp.config.diagnostics.enabled:
-    entry["valid_losses"] = report.valid_terms(exp, state.params, "valid")
+    entry["valid_losses"], entry["valid_latents"] = report.epoch_diagnostics(
+        exp, state.params, "valid")
     tb.scalars(epoch + 1, entry["valid_losses"], "valid_losses/")
+    tb.scalars(epoch + 1, {f"{kind}/{z}": v for kind, per in entry["valid_latents"].items()
+                           for z, v in per.items()}, "valid_latents/")
   meta["history"].append(entry)
   meta.update(epoch=epoch + 1, iterator=None, partial=None)
   meta["done"] = meta["epoch"] >= cfg.epochs or meta["stale_epochs"] >= cfg.patience

@@ -85,3 +85,16 @@ def test_principal_components_keep_the_leading_directions():
   assert reduced.shape == (500, 1)
   assert abs(np.corrcoef(reduced[:, 0], a)[0, 1]) > 0.99
   assert disentanglement.principal_components(z, 0).shape == (500, 4)
+
+
+def test_latent_scale_separates_shrinking_from_collapsing():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(400, 6))
+  scale = disentanglement.latent_scale({"z_s": z, "small": 0.1 * z, "point": 0 * z + 3.0})
+  var, norm = scale["variance"], scale["norm"]
+  assert var["z_s"] == pytest.approx(np.var(z, axis=0).sum())
+  assert var["small"] == pytest.approx(0.01 * var["z_s"])  # Variance is quadratic in scale,
+  assert norm["small"] == pytest.approx(0.1 * norm["z_s"])  # the norm linear.
+  # A latent collapsed onto one point has no spread but keeps its norm.
+  assert var["point"] == pytest.approx(0.0, abs=1e-12)
+  assert norm["point"] == pytest.approx(3.0 * np.sqrt(6))

@@ -16,7 +16,7 @@ def _summary(workdir, name, values_by_seed):
   d.mkdir()
   per_seed = [{"seed": s, "selected_epoch": 1, "epochs_run": 1,
                "test": {"MAE": mae, "Corr": corr}, "valid": {},
-               "disentanglement": {"knn_mi": {"s_a": mi}}}
+               "disentanglement": {"knn_mi": {"s_a": mi}, "latent_variance": {"z_s": 10 * mi}}}
               for s, (mae, corr, mi) in values_by_seed.items()]
   summary = summary_lib.summarise({r["seed"]: {**r, "select_metric": "MAE", "test_losses": {}}
                                  for r in per_seed}, {"seed": 0})
@@ -35,6 +35,7 @@ def test_compare_prints_means_and_paired_tests_against_the_reference(tmp_path):
   assert f"| none | +0.150 (p={p:.3f}, n=3) |" in text
   p_mi = stats.ttest_rel([0.5, 0.4, 0.45], [0.2, 0.3, 0.1]).pvalue
   assert f"+0.250 (p={p_mi:.3f}, n=3)" in text
+  assert "var(z_s)" in text and f"+2.500 (p={p_mi:.3f}, n=3)" in text  # 10 x the MI.
   with pytest.raises(compare.CompareError, match="--reference=nope is not one of"):
     compare.table([str(ref), str(other)], reference="nope")
   with pytest.raises(compare.CompareError, match="no test metric 'Acc'"):

@@ -121,6 +121,10 @@ def test_run_outputs_hold_the_diagnostics(seeds_dir):
               "mi/s_l", "mi/a_v", "club_loglik/s_v", "orthogonal/s_a"):
     assert np.isfinite(terms[key]), key
   assert set(history[0]["train"]) >= {"loss/mi/s_a", "club_nll"}
+  for entry in history:  # Each epoch's latent scale on validation, beside its CLUB bounds.
+    for kind in ("variance", "norm"):
+      values = entry["valid_latents"][kind]
+      assert set(values) == {"z_s", "z_l", "z_a", "z_v"} and min(values.values()) > 0, entry
   results = json.loads((run / "results.json").read_text())
   probes = results["disentanglement"]["probe_r2"]
   assert set(probes) == {"z_s", "z_l", "z_a", "z_v"}
@@ -128,6 +132,10 @@ def test_run_outputs_hold_the_diagnostics(seeds_dir):
   # the vision one: a probe that read the wrong ids or factors could not show this.
   assert probes["z_a"]["private_a"] > probes["z_a"]["private_v"] + 0.1, probes["z_a"]
   assert set(results["disentanglement"]["knn_mi"]) == {"s_l", "s_a", "s_v"}
+  assert set(results["disentanglement"]["latent_norm"]) == {"z_s", "z_l", "z_a", "z_v"}
+  summary = json.loads((seeds_dir / "summary.json").read_text())
+  assert summary["disentanglement"]["latent_norm.z_s"]["n"] == len(summary["seeds"])
+  assert "| z_s |" in (seeds_dir / "summary.md").read_text()
   for name in ("curves.png", "latents.png"):
     assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
