@@ -18,6 +18,7 @@ def apply_mib(config, variant: str) -> None:
   """Turns a config into MIB's: model, losses and optimiser as the public MIB code has them."""
   config.model.name = "mib"
   config.model.mib.variant = variant
+  config.model.av_encoder = "transformer"
   config.data.unlabeled_file = ""  # MIB trains on labelled examples only.
   config.data.unlabeled_ratio = 0.0
   config.loss.task = "l1"  # The public code's training loss (it logs MSE).

@@ -114,7 +114,10 @@ def _model() -> ConfigDict:
   m = ConfigDict()
   m.name = "mird"  # mird | mib: the model family (the keys below are MIRD's, model.mib MIB's).
   m.d_z = 64  # Size of z_s, z_l, z_a, z_v.
-  m.lstm_hidden = 64  # Audio/vision encoder LSTM width.
+  m.lstm_hidden = 64  # Audio/vision encoder LSTM width (av_encoder=lstm).
+  # Audio/vision encoders, either family: lstm (MIRD's last LSTM state) | transformer (MIB's
+  # Transformer, sized by model.mib's width/heads/layers/dropouts and read out by its readout).
+  m.av_encoder = "lstm"
   m.regressor_hidden = 64
   m.fusion = "wsa"  # wsa (sparsemax word-wise alignment) | wa (softmax).
   m.beta_shift = 1.0  # WSA norm-ratio scale: alpha = min(|e| / |h| * beta_shift, 1).

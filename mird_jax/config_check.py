@@ -17,6 +17,7 @@ CHOICES = {
     "data.metric_dataset": ("mosi", "mosei", "sims"),
     "model.name": ("mird", "mib"),
     "model.fusion": ("wsa", "wa"),
+    "model.av_encoder": ("lstm", "transformer"),
     "model.mib.variant": ("early", "late", "complete"),
     "model.mib.fusion": ("concat", "tensor", "sum", "product"),
     "model.mib.kl_reduce": ("mean", "sum"),

@@ -24,6 +24,7 @@ import ml_collections
 
 from data_pipelines import example
 from mird_jax import config_check
+from mird_jax.models import av_encoder
 from mird_jax.models import bert
 from mird_jax.models import bert_loading
 from mird_jax.models import mib
@@ -46,6 +47,18 @@ def bert_config(config: ml_collections.ConfigDict) -> bert.BertConfig:
       hidden_dropout=b.hidden_dropout, attention_dropout=b.attention_dropout)
 
 
+def av_encoder_spec(config: ml_collections.ConfigDict) -> av_encoder.EncoderSpec:
+  """The audio/vision encoders of either family (`model.av_encoder`; av_encoder.py)."""
+  m, b = config.model, config.model.mib
+  config_check.require_choice("model.av_encoder", m.av_encoder)
+  return av_encoder.EncoderSpec(
+      kind=m.av_encoder, lstm_hidden=m.lstm_hidden, lstm_init=m.init_scheme,
+      lstm_cell=m.lstm_cell, width=b.width, heads=b.heads, layers=b.layers,
+      attn_dropout=b.attn_dropout, relu_dropout=b.relu_dropout, res_dropout=b.res_dropout,
+      embed_dropout=b.embed_dropout, readout=b.readout, init=b.init,
+      layer_norm_eps=b.layer_norm_eps)
+
+
 def mird_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> mird.ModelSpec:
   m, w = config.model, config.loss
   for key in ("model.constraint", "model.text_recon_target", "model.init_scheme",
@@ -53,7 +66,8 @@ def mird_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> m
     config_check.require_choice(key, config_check.get(config, key))
   return mird.ModelSpec(
       bert=bert_cfg, dims=example.Dims.from_config(config.data), d_z=m.d_z,
-      lstm_hidden=m.lstm_hidden, regressor_hidden=m.regressor_hidden, fusion=m.fusion,
+      lstm_hidden=m.lstm_hidden, av_encoder=av_encoder_spec(config),
+      regressor_hidden=m.regressor_hidden, fusion=m.fusion,
       beta_shift=m.beta_shift, constraint=m.constraint, share_bert=m.share_bert,
       text_recon_target=m.text_recon_target, latent_dropout=m.latent_dropout,
       fusion_dropout=m.fusion_dropout, regressor_dropout=m.regressor_dropout,
@@ -73,7 +87,8 @@ def mib_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> mi
       fusion=b.fusion, width=b.width, bottleneck=b.bottleneck, hidden=b.hidden,
       scale_shift=b.scale_shift, heads=b.heads, layers=b.layers,
       attn_dropout=b.attn_dropout, relu_dropout=b.relu_dropout, res_dropout=b.res_dropout,
-      embed_dropout=b.embed_dropout, sample_at_eval=b.sample_at_eval, readout=b.readout,
+      embed_dropout=b.embed_dropout, av_encoder=av_encoder_spec(config),
+      sample_at_eval=b.sample_at_eval, readout=b.readout,
       init=b.init, layer_norm_eps=b.layer_norm_eps, tensor_head=b.tensor_head,
       tensor_dropout=b.tensor_dropout,
       dtype=config.model.dtype)

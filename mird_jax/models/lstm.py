@@ -19,7 +19,8 @@ class LSTMEncoder(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BxTxD, len_B):
+  def __call__(self, x_BxTxD, len_B, deterministic: bool = True):
+    del deterministic  # No dropout inside (the signature of every av_encoder).
     cell = initializers.lstm_cell(self.hidden, self.init_scheme, self.dtype,
                                   layout=self.cell)
     (_, h_BxH), _ = nn.RNN(cell, return_carry=True, name="rnn")(x_BxTxD, seq_lengths=len_B)

@@ -2,6 +2,7 @@
 
   x_l = masked mean (or last step) of Conv1d(BERT(text))   (B, width)
   x_a, x_v = TransformerEncoder(Conv1d(frames))             (B, width)  transformer.py
+             (or MIRD's LSTM last state: model.av_encoder, av_encoder.py)
   bottleneck(x) = (z, prediction): h = ReLU(Dense(hidden)(x)), mu = Dense(d)(h),
       sigma = softplus(Dense(d)(h) - shift), z = mu + sigma * eps, prediction = Dense(1)(z)
   early (E-MIB):    prediction, z_f = bottleneck_f(fusion(x_l, x_a, x_v))
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from data_pipelines import example
+from mird_jax.models import av_encoder
 from mird_jax.models import bert
 from mird_jax.models import transformer
 
@@ -53,6 +55,7 @@ class MibSpec:
   relu_dropout: float
   res_dropout: float
   embed_dropout: float
+  av_encoder: av_encoder.EncoderSpec  # The audio/vision encoders (av_encoder.py).
   sample_at_eval: bool
   readout: str  # mean | last (transformer.pool).
   init: str  # flax | public (transformer.py: the public code's init_weights()).
@@ -161,11 +164,7 @@ class MIB(nn.Module):
     s, dtype = self.spec, jnp.dtype(self.spec.dtype)
     self.bert = bert.Bert(cfg=s.bert, dtype=dtype)
     self.proj_l = transformer.Conv1d(width=s.width, initializer=s.init, dtype=dtype)
-    enc = lambda: transformer.TransformerEncoder(
-        width=s.width, heads=s.heads, layers=s.layers, attn_dropout=s.attn_dropout,
-        relu_dropout=s.relu_dropout, res_dropout=s.res_dropout,
-        embed_dropout=s.embed_dropout, readout=s.readout, initializer=s.init,
-        layer_norm_eps=s.layer_norm_eps, dtype=dtype)
+    enc = lambda: av_encoder.make(s.av_encoder, s.width, dtype, own="transformer")
     self.enc_audio, self.enc_vision = enc(), enc()
     head = lambda: Bottleneck(hidden=s.hidden, width=s.bottleneck,
                               scale_shift=s.scale_shift, initializer=s.init, dtype=dtype)
@@ -180,7 +179,8 @@ class MIB(nn.Module):
       self.out = transformer.dense(1, s.init, dtype)
 
   def unimodal(self, batch, deterministic: bool):
-    """x_l, x_a, x_v [B, width]: the encoders' masked means."""
+    """x_l, x_a, x_v [B, width]: the text projection's readout and the audio/vision
+    encoders' outputs."""
     mask = batch["text_mask"]
     # The hidden states only: MIB has no use for (and no parameters of) BERT's pooler.
     seq_BxTxH = self.bert.encode(self.bert.embed(batch["text_ids"], batch["text_type"],

@@ -2,6 +2,7 @@
 
   z_l = Dense(Dropout(pool(BERT_l(text))))                language-specific
   z_a, z_v = Dense(LSTM(frames)[last valid])              audio-/vision-specific
+                                        (or MIB's Transformer: model.av_encoder, av_encoder.py)
   z_s = Dense(Dropout(pool(BERT_s(WSA(embed(text), audio, vision)))))   modality-agnostic
   prediction = Dense(1)(Dropout(ReLU(Dense([z_s; z_l; z_a; z_v]))))
   reconstructions: LSTM decoders from [z_s; z_m] rebuild each modality.
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from data_pipelines import example
+from mird_jax.models import av_encoder
 from mird_jax.models import bert
 from mird_jax.models import club
 from mird_jax.models import initializers
@@ -30,6 +32,7 @@ class ModelSpec:
   dims: example.Dims  # The padded input shapes.
   d_z: int
   lstm_hidden: int
+  av_encoder: av_encoder.EncoderSpec  # The audio/vision encoders (av_encoder.py).
   regressor_hidden: int
   fusion: str
   beta_shift: float
@@ -79,8 +82,7 @@ class MIRD(nn.Module):
     self.proj_l = dense(s.d_z, width)
     self.proj_s = dense(s.d_z, width)
     self.latent_dropout = nn.Dropout(rate=s.latent_dropout)
-    encoder = lambda: lstm.LSTMEncoder(hidden=s.lstm_hidden, d_z=s.d_z, init_scheme=init,
-                                       cell=s.lstm_cell, dtype=dtype)
+    encoder = lambda: av_encoder.make(s.av_encoder, s.d_z, dtype, own="lstm")
     self.enc_audio, self.enc_vision = encoder(), encoder()
     decoder = lambda out, length: lstm.LSTMDecoder(out=out, length=length, init_scheme=init,
                                                    cell=s.lstm_cell, dtype=dtype)
@@ -105,8 +107,8 @@ class MIRD(nn.Module):
                                  batch["vision_len"], deterministic)
     pooled_s = self.bert_s.pool(self.bert_s.encode(fused, mask, deterministic))
     z = {"z_s": self.proj_s(drop(pooled_s)), "z_l": self.proj_l(drop(pooled_l)),
-         "z_a": self.enc_audio(batch["audio"], batch["audio_len"]),
-         "z_v": self.enc_vision(batch["vision"], batch["vision_len"])}
+         "z_a": self.enc_audio(batch["audio"], batch["audio_len"], deterministic),
+         "z_v": self.enc_vision(batch["vision"], batch["vision_len"], deterministic)}
     return {k: v.astype(jnp.float32) for k, v in z.items()}, weights
 
   def __call__(self, batch, deterministic: bool = True, reconstruct: bool = True):

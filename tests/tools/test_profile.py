@@ -27,8 +27,8 @@ def test_profile_attributes_the_smoke_step(smoke_exp):
                                                                 smoke_exp.mesh)
   result = profile.profile(compiled, state, batch, unlabeled, steps=1)
   components = {c for c, _ in result["ms"]}
-  for name in ("BERT_l (text)", "BERT_s (agnostic)", "WSA fusion", "audio LSTM encoder",
-               "vision LSTM encoder", "text LSTM decoder", "audio LSTM decoder",
+  for name in ("BERT_l (text)", "BERT_s (agnostic)", "WSA fusion", "audio encoder",
+               "vision encoder", "text LSTM decoder", "audio LSTM decoder",
                "vision LSTM decoder", "losses", "optimiser update", "estimator updates",
                "dropout random bits"):
     assert name in components and sum(
