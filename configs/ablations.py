@@ -9,6 +9,9 @@ variant), mosi, mosei, mosi_paper, mosei_paper. ABLATION:
   mim           the base itself: MIRD with CLUB MI minimisation
   none          no constraint between z_s and the specific latents (the paper's NC)
   orthogonal    soft orthogonality instead of MI minimisation (the paper's OC)
+  mim_scale_free, orthogonal_scale_free
+                our extension, not the paper's: the same penalty on latents standardised
+                over the batch (loss.scale_free), which no latent can meet by shrinking
   no_unlabeled  no unlabelled data (bases with a pool only)
   no_recon      no reconstruction decoders or losses
   wa            softmax word-wise alignment instead of WSA's sparsemax
@@ -54,6 +57,9 @@ ABLATIONS = {
     "mim": lambda c: None,
     "none": lambda c: setattr(c.model, "constraint", "none"),
     "orthogonal": lambda c: setattr(c.model, "constraint", "orthogonal"),
+    "mim_scale_free": lambda c: setattr(c.loss, "scale_free", True),
+    "orthogonal_scale_free": lambda c: (setattr(c.model, "constraint", "orthogonal"),
+                                        setattr(c.loss, "scale_free", True)),
     "no_unlabeled": _no_unlabeled,
     "no_recon": _no_recon,
     "wa": lambda c: setattr(c.model, "fusion", "wa"),

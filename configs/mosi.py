@@ -168,6 +168,10 @@ def _loss() -> ConfigDict:
   l.w_recon_vision = 1.0
   l.w_mi = 1.0  # Each of the six CLUB upper bounds (constraint=mim).
   l.w_orthogonal = 1.0  # Each (z_s, z_m) pair (constraint=orthogonal).
+  # Our extension, not the paper's: the CLUB estimators, MI bounds and orthogonality penalty
+  # read latents standardised over the batch, so no penalty can be met by shrinking a
+  # latent (MIRD only; exact gradient accumulation cannot split a batch statistic of this).
+  l.scale_free = False
   return l
 
 

@@ -123,6 +123,13 @@ def validate(config) -> None:
   if config.model.share_bert and not config.bert.pretrained_agnostic:
     raise ConfigError("bert.pretrained_agnostic=False keeps the agnostic BERT random while "
                       "model.share_bert=True makes it the language BERT: set one of them back")
+  if config.loss.scale_free and config.model.name == "mib":
+    raise ConfigError("loss.scale_free=True standardises the latents of MIRD's MI and "
+                      "orthogonality penalties; model.name='mib' has neither: set it False")
+  if config.loss.scale_free and config.optim.accumulate_steps > 1:
+    raise ConfigError(f"loss.scale_free=True standardises over the whole batch, which "
+                      f"optim.accumulate_steps={config.optim.accumulate_steps} cannot split "
+                      "into microbatches exactly: set one of them back")
   d = config.data
   if config.model.name == "mib" and d.unlabeled_ratio > 0:
     raise ConfigError(f"data.unlabeled_ratio={d.unlabeled_ratio} but model.name='mib' trains on "

@@ -34,10 +34,15 @@ def rows_step(params, batch, *, model, cfg: step_lib.StepConfig):
   rows.update({k: v for k, v in aux.items() if k.startswith(_BOTTLENECK)})
   for name, (total, count) in objective.recon_rows(aux, joint, cfg).items():
     rows[f"{name}/sum"], rows[f"{name}/count"] = total, count
-  stats = (model.apply({"params": params}, aux, method="club_stats")
+  # The estimators read what they were fitted on: with loss.scale_free, each eval batch's
+  # latents standardised over its real rows.
+  z_pen = objective.penalty_latents(aux, cfg, batch.get("mask"))
+  stats = (model.apply({"params": params}, z_pen, method="club_stats")
            if cfg.estimators else {})
   for (x, y), (mu, logvar) in stats.items():
     rows[f"club_mu/{x}_{y}"], rows[f"club_logvar/{x}_{y}"] = mu, logvar
+    if cfg.scale_free:
+      rows[f"club_y/{x}_{y}"] = z_pen[f"z_{y}"]
   return rows
 
 
@@ -60,12 +65,13 @@ def split_terms(rows: dict, labels, cfg: step_lib.StepConfig, hparams) -> dict[s
       out[name] = rows[f"{name}/sum"].sum() / max(rows[f"{name}/count"].sum(), 1.0)
   for x, y in club.PAIRS:
     if f"club_mu/{x}_{y}" in rows:
-      mu, logvar, z_y = (rows[f"club_mu/{x}_{y}"], rows[f"club_logvar/{x}_{y}"],
-                         rows[f"z_{y}"])
+      mu, logvar = rows[f"club_mu/{x}_{y}"], rows[f"club_logvar/{x}_{y}"]
+      z_y = rows.get(f"club_y/{x}_{y}", rows[f"z_{y}"])
       out[f"mi/{x}_{y}"] = losses.club_upper_bound(mu, logvar, z_y)
       out[f"club_loglik/{x}_{y}"] = losses.club_log_likelihood(mu, logvar, z_y)
+  z = objective.penalty_latents(rows, cfg)  # Standardised over the split (scale_free).
   for m in "lav" if "z_s" in rows else "":  # Cheap, and comparable across constraints.
-    out[f"orthogonal/s_{m}"] = losses.orthogonality(rows["z_s"], rows[f"z_{m}"])
+    out[f"orthogonal/s_{m}"] = losses.orthogonality(z["z_s"], z[f"z_{m}"])
   in_loss = {t: out[t] for t in cfg.terms}
   weights = {t: hparams[objective.weight_key(t)] for t in in_loss}
   out["loss"] = losses.combine(in_loss, weights, cfg.combine, cfg.log_eps)

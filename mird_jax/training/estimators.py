@@ -1,6 +1,7 @@
 """The CLUB estimators' own fit: `club.steps` Adam updates per train step that maximise the
 CLUB log-likelihood of the stop-gradient latents (or of fresh-dropout latents with
-`club.refresh_latents`), on the `club` parameter group's leaves only, so that the estimator
+`club.refresh_latents`; standardised over the batch with `loss.scale_free`, as the
+penalty reads them), on the `club` parameter group's leaves only, so that the estimator
 updates never touch, or even differentiate, the model.
 """
 
@@ -10,6 +11,7 @@ import optax
 
 from mird_jax.training import accumulate
 from mird_jax.training import losses
+from mird_jax.training import objective
 from mird_jax.training import param_groups
 
 
@@ -44,12 +46,14 @@ def fit(params, opt_club, z, batch, unlabeled, refresh_keys, *, model, tx_club, 
   forward with dropout key `refresh_keys[i]` when `cfg.refresh_latents`, else on `z`;
   returns (params, opt_club, estimator NLL on `z` before and after them)."""
 
+  z = objective.penalty_latents(z, cfg)  # What the main loss's penalty reads.
+
   def update(carry, key_i):
     leaves, opt = carry
     z_i = z
     if cfg.refresh_latents:  # The public code's way: a new forward, fresh dropout.
-      z_i = accumulate.refreshed_latents(params, batch, unlabeled, key_i, model=model,
-                                         k=cfg.accumulate)
+      z_i = objective.penalty_latents(accumulate.refreshed_latents(
+          params, batch, unlabeled, key_i, model=model, k=cfg.accumulate), cfg)
     g = jax.grad(loss)(leaves, params, z_i, model)
     upd, opt = tx_club.update(g, opt)
     return (optax.apply_updates(leaves, upd), opt), None

@@ -144,6 +144,18 @@ def gaussian_kl(mu_BxD, log_sigma_BxD, reduce: str = "mean"):
   return ratio(gaussian_kl_sums(mu_BxD, log_sigma_BxD, reduce))
 
 
+def standardise(z_BxD, mask_B=None, eps: float = 1e-8):
+  """Each column of z centred and scaled to unit variance over the rows (the rows with mask
+  1 when `mask_B` is given; eps keeps a collapsed column finite). The scale-free penalty
+  (loss.scale_free) reads latents through this, so no penalty falls when a latent shrinks."""
+  z = z_BxD.astype(jnp.float32)
+  w = jnp.ones(z.shape[:1], jnp.float32) if mask_B is None else mask_B.astype(jnp.float32)
+  n = jnp.maximum(jnp.sum(w), 1.0)
+  mean_1xD = jnp.sum(z * w[:, None], axis=0, keepdims=True) / n
+  var_1xD = jnp.sum((z - mean_1xD) ** 2 * w[:, None], axis=0, keepdims=True) / n
+  return (z - mean_1xD) * jax.lax.rsqrt(var_1xD + eps)
+
+
 def orthogonality_sums(z_s_BxD, z_m_BxD):
   z_s, z_m = z_s_BxD.astype(jnp.float32), z_m_BxD.astype(jnp.float32)
   return {"cross": z_s.T @ z_m, "count": jnp.asarray(z_s.shape[0], jnp.float32)}

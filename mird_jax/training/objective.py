@@ -87,8 +87,20 @@ def recon_rows(aux, joint, cfg, only=None) -> dict:
   return rows
 
 
-def term_sums(pred_B, aux, stats, joint, labels_B, cfg) -> dict:
-  """The sums of every main-loss term with a non-zero weight (`cfg.terms`), by name."""
+def penalty_latents(aux, cfg, mask_B=None) -> dict:
+  """The latents that the CLUB estimators and the MI and orthogonality penalties read: the
+  model's own, or with `cfg.scale_free` (loss.scale_free, our extension) each standardised
+  over the batch's rows (losses.standardise), so that shrinking a latent meets no penalty."""
+  z = {k: v for k, v in aux.items() if k.startswith("z_")}
+  if cfg.scale_free:
+    z = {k: losses.standardise(v, mask_B) for k, v in z.items()}
+  return z
+
+
+def term_sums(pred_B, aux, stats, joint, labels_B, cfg, z_pen=None) -> dict:
+  """The sums of every main-loss term with a non-zero weight (`cfg.terms`), by name; the
+  MI and orthogonality terms read `z_pen` (penalty_latents; default aux's latents)."""
+  z_pen = aux if z_pen is None else z_pen
   weights = set(cfg.terms)
   sums = {}
   if "task" in weights:
@@ -98,11 +110,11 @@ def term_sums(pred_B, aux, stats, joint, labels_B, cfg) -> dict:
                for name, per_example in recon_rows(aux, joint, cfg, only=weights).items()})
   for (x, y), (mu, logvar) in stats.items():
     if f"mi/{x}_{y}" in weights:
-      sums[f"mi/{x}_{y}"] = losses.club_sums(mu, logvar, aux[f"z_{y}"])
+      sums[f"mi/{x}_{y}"] = losses.club_sums(mu, logvar, z_pen[f"z_{y}"])
   if cfg.constraint == "orthogonal":
     for m in "lav":
       if f"orthogonal/s_{m}" in weights:
-        sums[f"orthogonal/s_{m}"] = losses.orthogonality_sums(aux["z_s"], aux[f"z_{m}"])
+        sums[f"orthogonal/s_{m}"] = losses.orthogonality_sums(z_pen["z_s"], z_pen[f"z_{m}"])
   return sums
 
 
@@ -113,10 +125,11 @@ def forward_sums(params, joint, labels_B, key, *, model, cfg):
                           rngs={"dropout": key, "sample": jax.random.fold_in(key, _SAMPLE)})
   with jax.named_scope("losses"):  # The profile's label (mird_jax/tools/profile.py).
     stats = {}
+    z_pen = penalty_latents(aux, cfg)
     if cfg.constraint == "mim":  # A monitoring-only estimator stays out of the main loss.
       frozen = jax.lax.stop_gradient(params)
-      stats = model.apply({"params": frozen}, aux, method="club_stats")
-    return term_sums(pred, aux, stats, joint, labels_B, cfg), aux
+      stats = model.apply({"params": frozen}, z_pen, method="club_stats")
+    return term_sums(pred, aux, stats, joint, labels_B, cfg, z_pen), aux
 
 
 def main_objective(params, joint, labels_B, key, hparams, *, model, cfg):

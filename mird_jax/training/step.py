@@ -57,6 +57,7 @@ class StepConfig:
   text_target: str
   kl_reduce: str  # MIB: mean or sum of the KL over the bottleneck's dims.
   accumulate: int  # Microbatches per update (optim.accumulate_steps; accumulate.py).
+  scale_free: bool  # loss.scale_free: the penalties read standardised latents.
 
   @classmethod
   def from_config(cls, config, model) -> "StepConfig":
@@ -71,7 +72,8 @@ class StepConfig:
                club_steps=config.club.steps, refresh_latents=config.club.refresh_latents,
                text_target=config.model.text_recon_target,
                kl_reduce=config.model.mib.kl_reduce,
-               accumulate=config.optim.accumulate_steps)
+               accumulate=config.optim.accumulate_steps,
+               scale_free=config.loss.scale_free)
 
 
 def refresh_keys(key, n: int):

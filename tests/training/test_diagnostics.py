@@ -51,7 +51,8 @@ def test_split_terms_pool_the_whole_split():
   cfg = step_lib.StepConfig(task="mse", combine="log", log_eps=1e-8,
                             terms=("task", "recon/audio", "mi/s_a"), constraint="mim",
                             estimators=True, club_steps=1, refresh_latents=False,
-                            text_target="vocab_logits", kl_reduce="mean", accumulate=1)
+                            text_target="vocab_logits", kl_reduce="mean", accumulate=1,
+                            scale_free=False)
   h = {"w/task": 1.0, "w/recon_audio": 2.0, "w/mi": 0.5}
   got = diagnostics.split_terms(rows, labels, cfg, h)
   assert got["recon/audio"] == pytest.approx(9.0 / 10.0)

@@ -121,7 +121,7 @@ def test_the_orthogonality_penalty_pushes_the_latents_apart():
   cfg = step_lib.StepConfig(task="mse", combine="log", log_eps=1e-8, terms=terms,
                             constraint="orthogonal", estimators=False, club_steps=0,
                             refresh_latents=False, text_target="vocab_logits",
-                            kl_reduce="mean", accumulate=1)
+                            kl_reduce="mean", accumulate=1, scale_free=False)
   hparams = {"w/orthogonal": 0.5}
 
   def total(latents):
