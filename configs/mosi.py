@@ -48,6 +48,13 @@ def _data() -> ConfigDict:
   # Unlabelled draws per step = ratio * batch_size; 0 = none. A ratio > 0 needs
   # unlabeled_file (the run stops before any work otherwise). The public code used 2.
   d.unlabeled_ratio = 0.0
+  # The fewer-labels protocol: the share of the train split that keeps its labels, a
+  # subset drawn with label_subset_seed alone (the same for every training seed); 1 = all.
+  d.label_fraction = 1.0
+  d.label_subset_seed = 0
+  # label_fraction < 1: the withheld train examples join the unlabelled pool (labels
+  # never read), so the run sees the full benchmark's inputs and fewer of its labels.
+  d.unlabel_rest = True
   d.prefetch = 4  # grain read threads, and batches prefetched ahead of the step.
   return d
 

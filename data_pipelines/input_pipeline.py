@@ -21,6 +21,7 @@ from data_pipelines import example
 
 _UNLABELED_STREAM = 1  # Seed-stream tags, so train and unlabelled draws never coincide.
 _TRAIN_STREAM = 2
+_SUBSET_STREAM = 3
 
 
 def _derive(*ints: int) -> int:
@@ -84,7 +85,7 @@ class TrainStream:
     if self.steps_per_epoch < 1:
       raise checks.DataError(f"the train split has {len(source)} examples, fewer than one "
                              f"global batch (data.batch_size={global_batch}): lower "
-                             "data.batch_size or use more training data")
+                             "data.batch_size, raise data.label_fraction or use more training data")
     self.read_options = read_options
 
   def dataset(self, epoch: int) -> grain.MapDataset:
@@ -145,13 +146,69 @@ def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
   return iter(ds.batch(host.per_host).to_iter_dataset(read_options))
 
 
+class SubsetSource:
+  """The examples `indices` of a source, as a source of their own."""
+
+  def __init__(self, source, indices):
+    self._source, self._indices = source, np.asarray(indices, np.int64)
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def __getitem__(self, i: int):
+    return self._source[int(self._indices[int(i)])]
+
+
+class ConcatSource:
+  """Several sources one after another, as one source."""
+
+  def __init__(self, parts):
+    self._parts = list(parts)
+    self._starts = np.cumsum([0] + [len(p) for p in self._parts])
+
+  def __len__(self) -> int:
+    return int(self._starts[-1])
+
+  def __getitem__(self, i: int):
+    part = int(np.searchsorted(self._starts, int(i), side="right")) - 1
+    return self._parts[part][int(i) - int(self._starts[part])]
+
+
+def label_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(kept, withheld): sorted indices of the `fraction` of n train examples that keep their
+  labels (at least one) and of the rest, drawn with `seed` alone, so that every training
+  seed of a protocol sees the same labelled subset (and its runs pair)."""
+  order = np.random.default_rng(_derive(seed, _SUBSET_STREAM)).permutation(n)
+  k = min(n, max(1, int(round(fraction * n))))
+  return np.sort(order[:k]), np.sort(order[k:])
+
+
+def with_label_fraction(data_config, sources: dict) -> dict:
+  """`sources` with the train split cut to `data.label_fraction` of its examples (the
+  fewer-labels protocol) and, with `data.unlabel_rest`, the withheld examples added to the
+  unlabelled pool, which never reads a label; unchanged at fraction 1."""
+  d = data_config
+  if d.label_fraction >= 1.0 or "train" not in sources:
+    return sources
+  kept, withheld = label_split(len(sources["train"]), d.label_fraction, d.label_subset_seed)
+  out = dict(sources, train=SubsetSource(sources["train"], kept))
+  if d.unlabel_rest and len(withheld):
+    rest = SubsetSource(sources["train"], withheld)
+    out["unlabeled"] = ConcatSource([sources["unlabeled"], rest]) if "unlabeled" in sources \
+        else rest
+  return out
+
+
 class Streams:
   """Everything the trainer reads, built from the config, for one host of `process_count`;
-  with `training` False only the eval batches (no train or unlabelled stream)."""
+  with `training` False only the eval batches (no train or unlabelled stream). `sources`
+  holds the splits the run trains on: the labelled subset and the extended pool under
+  `data.label_fraction` (with_label_fraction)."""
 
   def __init__(self, config, sources: dict, *, process_index: int, process_count: int,
                training: bool = True):
     d = config.data
+    sources = with_label_fraction(d, sources)
     self.sources = sources
     self.options = read_options(d)
     host = dict(process_index=process_index, process_count=process_count)

@@ -114,6 +114,8 @@ def validate(config) -> None:
   for key in _NON_NEGATIVE:
     if not get(config, key) >= 0:
       raise ConfigError(f"{key}={get(config, key)!r} must be >= 0")
+  if not 0 < config.data.label_fraction <= 1:
+    raise ConfigError(f"data.label_fraction={config.data.label_fraction!r} must be in (0, 1]")
   if not 0 <= config.optim.warmup_frac <= 1:
     raise ConfigError(f"optim.warmup_frac={config.optim.warmup_frac!r} must be in [0, 1]")
   _one_of("train.select_metric", config.train.select_metric,

@@ -159,3 +159,39 @@ def test_a_run_on_a_subset_of_the_devices():
   config.train.num_devices = 9
   with pytest.raises(config_check.ConfigError, match="train.num_devices=9: this host has 8"):
     sharding.mesh_for(config)
+
+
+def _all_ids(source):
+  return [input_pipeline.decode(source[i])["id"] for i in range(len(source))]
+
+
+def test_fewer_labels_keep_a_fixed_subset_and_pool_the_rest(sources):
+  """data.label_fraction: one labelled subset for every training seed, the withheld train
+  examples added to the unlabelled pool (data.unlabel_rest), and nothing else changed."""
+  n = len(sources["train"])
+  kept, withheld = input_pipeline.label_split(n, 0.25, seed=0)
+  assert len(kept) == round(0.25 * n) and not set(kept) & set(withheld)
+  assert sorted([*kept, *withheld]) == list(range(n))
+  assert not np.array_equal(input_pipeline.label_split(n, 0.25, seed=1)[0], kept)
+  config = smoke_config()
+  config.data.label_fraction = 0.25
+  train_ids = _all_ids(sources["train"])
+  for seed in (0, 5):  # The training seed does not move the subset.
+    config.seed = seed
+    streams = input_pipeline.Streams(config, sources, process_index=0, process_count=1)
+    assert _all_ids(streams.sources["train"]) == [train_ids[i] for i in kept]
+  seen = {i for epoch in range(3) for b in streams.train.iterator(epoch) for i in b["id"]}
+  assert seen <= {train_ids[i] for i in kept}  # Training reads labelled subset rows only.
+  pool = _all_ids(streams.sources["unlabeled"])
+  assert pool == _all_ids(sources["unlabeled"]) + [train_ids[i] for i in withheld]
+  drawn = {i for s in range(40) for i in next(streams.unlabeled.iterator(s))["id"]}
+  assert drawn & {train_ids[i] for i in withheld}  # The withheld examples are drawn ...
+  assert "label" not in next(streams.unlabeled.iterator(0))  # ... without their labels.
+  for split in ("valid", "test"):
+    assert streams.sources[split] is sources[split]
+  config.data.unlabel_rest = False
+  streams = input_pipeline.Streams(config, sources, process_index=0, process_count=1)
+  assert streams.sources["unlabeled"] is sources["unlabeled"]
+  config.data.label_fraction = 1.0
+  assert input_pipeline.Streams(config, sources, process_index=0,
+                                process_count=1).sources["train"] is sources["train"]

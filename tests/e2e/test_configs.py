@@ -122,9 +122,13 @@ def test_every_choice_key_rejects_an_unknown_value_in_one_line(key):
     ("data.batch_size", 0, "data.batch_size=0 must be > 0"),
     ("club.steps", -1, "club.steps=-1 must be >= 0"),
     ("optim.warmup_frac", 1.5, r"optim.warmup_frac=1.5 must be in \[0, 1\]"),
+    ("data.label_fraction", 0.0, r"data.label_fraction=0.0 must be in \(0, 1\]"),
+    ("optim.accumulate_steps", 2, r"loss.scale_free=True standardises over the whole batch, "
+                                  r"which optim.accumulate_steps=2 cannot split"),
 ])
 def test_bad_values_are_named(key, value, message):
   config = _smoke()
+  config.loss.scale_free = key == "optim.accumulate_steps"
   parent, _, leaf = key.rpartition(".")
   setattr(_get(config, parent), leaf, value)
   with pytest.raises(config_check.ConfigError, match=message):
