@@ -252,6 +252,21 @@ def _diagnostics() -> ConfigDict:
   return g
 
 
+def _robustness() -> ConfigDict:
+  """The test split scored again under corrupted inputs (mird_jax/runs/robustness.py;
+  mird_jax/evaluation/corruptions.py): robustness.json beside results.json."""
+  r = ConfigDict()
+  # True: after --mode=train and after each seed of --mode=multiseed (whose summary then
+  # aggregates it); --mode=robustness scores a finished run or protocol either way.
+  r.enabled = False
+  # Besides the clean input: remove:text|audio|vision (the modality absent), noise:SIGMA
+  # (Gaussian, SIGMA x each feature's std, on audio and vision), drop:RATE (frames dropped).
+  r.conditions = ("remove:text", "remove:audio", "remove:vision", "noise:0.5", "noise:1.0",
+                  "drop:0.25", "drop:0.5")
+  r.seed = 0  # The noise and frame-drop draws (the same for every training seed).
+  return r
+
+
 def _sweep() -> ConfigDict:
   """--mode=sweep (mird_jax/research/sweep.py; docs/sweeps.md): an Optuna search over
   `space`, each trial an ordinary run in <workdir>/trial_<n>/, selected on validation."""
@@ -292,6 +307,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
   config.optim = _optim()
   config.train = _train()
   config.diagnostics = _diagnostics()
+  config.robustness = _robustness()
   config.sweep = _sweep()
   if arg == "smoke":
     apply_smoke(config)

@@ -7,6 +7,7 @@ Every error names the key, the value found and what is allowed.
 import math
 
 from data_pipelines import readers
+from mird_jax.evaluation import corruptions
 from mird_jax.evaluation import metrics
 
 # Keys whose value must be one of a fixed set. The modules that read them take their
@@ -114,6 +115,11 @@ def validate(config) -> None:
   for key in _NON_NEGATIVE:
     if not get(config, key) >= 0:
       raise ConfigError(f"{key}={get(config, key)!r} must be >= 0")
+  for condition in config.robustness.conditions:
+    try:
+      corruptions.parse(condition)
+    except ValueError as e:
+      raise ConfigError(f"robustness.conditions: {e}") from None
   if not 0 < config.data.label_fraction <= 1:
     raise ConfigError(f"data.label_fraction={config.data.label_fraction!r} must be in (0, 1]")
   if not 0 <= config.optim.warmup_frac <= 1:

@@ -105,6 +105,8 @@ def check(mode: str, config, workdir: str | None, options: dict) -> None:
     _check_sweep(config)
   if mode in ("eval", "predict"):  # Nothing to restore: say so before anything is built.
     workdir_lib.require_trained(workdir, options.get("step"), mode)
+  if mode == "robustness" and not workdir_lib.is_protocol(workdir):
+    workdir_lib.require_trained(workdir, None, mode)
 
 
 def _check_sweep(config) -> None:
@@ -159,6 +161,10 @@ def _train(config, workdir, options) -> None:
   from mird_jax.runs import train
   results = train.train_and_evaluate(config, workdir)
   print(outputs.dumps({k: results[k] for k in ("selected_epoch", "test")}), end="")
+  if config.robustness.enabled:
+    from mird_jax.runs import robustness
+    robustness.run_one(config, workdir)
+    print(f"wrote {workdir / 'robustness.md'}")
   if "probes_test" in results:
     print(probe_comparison(results))
 
@@ -190,6 +196,23 @@ def _multiseed(config, workdir, options) -> None:
   from mird_jax.research import multiseed
   summary = multiseed.run(config, workdir)
   print(f"wrote {workdir / 'summary.md'} ({len(summary['seeds'])} seeds)")
+
+
+def _robustness(config, workdir, options) -> None:
+  """A finished run, or every seed of a finished multi-seed workdir, scored under each
+  corrupted-input condition (mird_jax/runs/robustness.py)."""
+  del options
+  from mird_jax.research import multiseed
+  from mird_jax.runs import robustness
+  from mird_jax.runs import workdir_lock
+  if workdir_lib.is_protocol(workdir):
+    multiseed.robustness_only(config, workdir)
+    print(f"wrote {workdir / 'summary.md'} (with the robustness conditions)")
+    return
+  with workdir_lock.hold(workdir):
+    from mird_jax.runs import outputs
+    outputs.record_config(config, workdir, holds_progress=True)  # Its config, or refused.
+    print(robustness.markdown(robustness.run_one(config, workdir)), end="")
 
 
 def _sweep(config, workdir, options) -> None:
@@ -244,6 +267,8 @@ MODES = {
     "benchmark": Mode(needs_config=True, needs_workdir=False, run=_benchmark),
     "profile": Mode(needs_config=True, needs_workdir=False, run=_profile),
     "multiseed": Mode(needs_config=True, needs_workdir=True, run=_multiseed),
+    # A finished run (or multi-seed workdir) scored on the test split under corrupted inputs.
+    "robustness": Mode(needs_config=True, needs_workdir=True, run=_robustness),
     # An Optuna search over config.sweep.space, each trial a run in <workdir>/trial_<n>/.
     "sweep": Mode(needs_config=True, needs_workdir=True, run=_sweep),
     "compare": Mode(needs_config=False, needs_workdir=False, run=_compare),

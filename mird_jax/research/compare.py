@@ -8,12 +8,9 @@ little power: a p-value above 0.05 means "not shown", not "equal".
 """
 
 import json
-import math
 import pathlib
 
-import numpy as np
-from scipy import stats
-
+from mird_jax.research import paired as paired_lib
 from mird_jax.research import summary as summary_lib
 
 HEADLINE = ("MAE", "Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7")
@@ -40,39 +37,8 @@ def load(workdir) -> dict:
   return summary
 
 
-def _per_seed(summary: dict, path: tuple) -> dict[int, float]:
-  out = {}
-  for row in summary["per_seed"]:
-    value = row
-    for key in path:
-      value = value.get(key) if isinstance(value, dict) else None
-    if value is not None and math.isfinite(value):
-      out[row["seed"]] = float(value)
-  return out
-
-
-def paired(a: dict[int, float], b: dict[int, float]) -> dict:
-  """Mean of a - b over the seeds both have, and the paired t-test's two-sided p-value
-  (None with fewer than 2 pairs or no spread in the differences)."""
-  common = sorted(set(a) & set(b))
-  d = np.array([a[s] - b[s] for s in common])
-  if not common:
-    return {"n": 0, "diff": None, "p": None}
-  p = None
-  if len(common) > 1 and np.std(d) > 0:
-    p = float(stats.ttest_rel([a[s] for s in common], [b[s] for s in common]).pvalue)
-  return {"n": len(common), "diff": float(d.mean()), "p": p}
-
-
 def _cell(stat):
   return summary_lib.fmt(stat)
-
-
-def _p(test: dict) -> str:
-  if test["diff"] is None:
-    return "n/a"
-  p = "n/a" if test["p"] is None else f"{test['p']:.3f}"
-  return f"{test['diff']:+.3f} (p={p}, n={test['n']})"
 
 
 def table(workdirs: list[str], reference: str | None = None,
@@ -99,18 +65,18 @@ def table(workdirs: list[str], reference: str | None = None,
          f"Paired difference to {names[ref]} (row − reference, mean over common seeds; "
          "two-sided paired t-test).", "",
          summary_lib.markdown_table(["config"] + list(metrics),
-                [[n] + [_p(paired(_per_seed(s, ("test", m)),
-                                  _per_seed(summaries[ref], ("test", m)))) for m in metrics]
+                [[n] + [paired_lib.text(paired_lib.paired(paired_lib.per_seed(s, ("test", m)),
+                                  paired_lib.per_seed(summaries[ref], ("test", m)))) for m in metrics]
                  for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
   scales = list(dict.fromkeys(
       z for s in summaries for r in s["per_seed"]
       for z in r.get("disentanglement", {}).get("latent_variance", {})))
   dis = [(label, path) for label, path in _DISENTANGLEMENT + tuple(
       (f"var({z})", ("latent_variance", z)) for z in scales)
-         if any(_per_seed(s, ("disentanglement",) + path) for s in summaries)]
+         if any(paired_lib.per_seed(s, ("disentanglement",) + path) for s in summaries)]
   if dis:
     agg = lambda s, path: summary_lib.mean_std(
-        _per_seed(s, ("disentanglement",) + path).values())
+        paired_lib.per_seed(s, ("disentanglement",) + path).values())
     out += ["", "Disentanglement on the test split (k-NN MI in nats; held-out ridge-probe R²; "
             "var: a latent's summed per-dimension variance), mean ± std over seeds.", "",
             summary_lib.markdown_table(["config"] + [label for label, _ in dis],
@@ -118,8 +84,32 @@ def table(workdirs: list[str], reference: str | None = None,
                     for n, s in zip(names, summaries)]), "",
             f"Paired difference to {names[ref]}.", "",
             summary_lib.markdown_table(["config"] + [label for label, _ in dis],
-                   [[n] + [_p(paired(_per_seed(s, ("disentanglement",) + path),
-                                     _per_seed(summaries[ref], ("disentanglement",) + path)))
+                   [[n] + [paired_lib.text(paired_lib.paired(paired_lib.per_seed(s, ("disentanglement",) + path),
+                                     paired_lib.per_seed(summaries[ref], ("disentanglement",) + path)))
                            for _, path in dis]
                     for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
+  out += _robustness(names, summaries, ref)
   return "\n".join(out) + "\n"
+
+
+def _robustness(names, summaries, ref: int, metrics=("MAE", "Corr")) -> list[str]:
+  """Per metric, each row's test value under each corrupted-input condition that every
+  row scored (robustness.conditions), and the paired difference to the reference row."""
+  if not all(s.get("robustness") for s in summaries):
+    return []
+  conditions = [c for c in summaries[0]["robustness_names"]
+                if all(c in s["robustness"] for s in summaries)]
+  out = []
+  for m in metrics:
+    at = lambda s, c: paired_lib.per_seed(s, ("robustness", c, m))
+    out += ["", f"Test {m} under corrupted inputs (robustness.conditions), mean ± std over "
+            "seeds.", "",
+            summary_lib.markdown_table(["config"] + conditions, [
+                [n] + [_cell(summary_lib.mean_std(at(s, c).values())) for c in conditions]
+                for n, s in zip(names, summaries)]), "",
+            f"Paired difference of test {m} to {names[ref]} under each condition.", "",
+            summary_lib.markdown_table(["config"] + conditions, [
+                [n] + [paired_lib.text(paired_lib.paired(at(s, c), at(summaries[ref], c)))
+                       for c in conditions]
+                for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
+  return out

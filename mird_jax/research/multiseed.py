@@ -20,7 +20,9 @@ import jax
 
 from data_pipelines import tfds_builders
 from mird_jax.research import summary as summary_lib
+from mird_jax.runs import errors
 from mird_jax.runs import outputs
+from mird_jax.runs import robustness
 from mird_jax.runs import train
 
 
@@ -56,8 +58,43 @@ def run(config, workdir, mesh=None) -> dict:
       logging.info("seed %d: training in %s", seed, sub)
       results[seed] = train.train_and_evaluate(seed_config(config, seed, workdir), sub,
                                                mesh=mesh)
-    summary = summary_lib.summarise(results, config.to_dict())
-    if jax.process_index() == 0:
-      outputs.atomic_write(workdir / "summary.json", outputs.dumps(summary))
-      outputs.atomic_write(workdir / "summary.md", summary_lib.markdown(summary))
-    return summary
+    return _summarise(config, workdir, results, mesh)
+
+
+def _summarise(config, workdir: pathlib.Path, results: dict, mesh=None) -> dict:
+  """summary.json and summary.md of the seeds' results (and, with robustness.enabled, of
+  their robustness records, scored where missing)."""
+  robust = None
+  if config.robustness.enabled:
+    robust = {seed: robustness.run_one(seed_config(config, seed, workdir),
+                                       workdir / f"seed_{seed}", mesh)
+              for seed in sorted(results)}
+  summary = summary_lib.summarise(results, config.to_dict(), robust)
+  if jax.process_index() == 0:
+    outputs.atomic_write(workdir / "summary.json", outputs.dumps(summary))
+    outputs.atomic_write(workdir / "summary.md", summary_lib.markdown(summary))
+  return summary
+
+
+def robustness_only(config, workdir, mesh=None) -> dict:
+  """--mode=robustness on a finished protocol: every seed's robustness record (scored
+  where missing), then the summary with them. Trains nothing: an unfinished seed stops it."""
+  workdir = pathlib.Path(workdir)
+  config = _enabled(config)
+  with train.claimed(config, workdir, multiseed=True):
+    results = {}
+    for seed in seeds(config):
+      done = workdir / f"seed_{seed}" / "results.json"
+      if not done.is_file():
+        raise errors.RunError(f"{done}: no such file; seed {seed} has not finished: run "
+                              f"--mode=multiseed with --workdir={workdir} first")
+      results[seed] = json.loads(done.read_text())
+    return _summarise(config, workdir, results, mesh)
+
+
+def _enabled(config):
+  out = config.copy_and_resolve_references()
+  out.unlock()
+  out.robustness.enabled = True
+  out.lock()
+  return out

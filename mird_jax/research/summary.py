@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from mird_jax.research import paired
+
 SUMMARY_VERSION = 1
 
 
@@ -30,8 +32,23 @@ def _aggregate(per_seed: list[dict]) -> dict:
   return {k: mean_std([f.get(k) for f in flat]) for k in keys}
 
 
-def summarise(results: dict[int, dict], config_dict: dict) -> dict:
-  """The summary of {seed: results.json} (see the module docstring)."""
+def _robustness(robust: dict[int, dict] | None) -> dict:
+  """{condition: {metric: mean_std}} over the seeds' robustness records (runs/robustness.py)."""
+  if not robust:
+    return {}
+  records = [robust[s]["conditions"] for s in sorted(robust)]
+  return {c: _aggregate([r.get(c, {}) for r in records]) for c in robustness_names(robust)}
+
+
+def robustness_names(robust: dict[int, dict] | None) -> list[str]:
+  """The conditions in their configured order (the JSON files sort their keys)."""
+  return list(robust[min(robust)]["names"]) if robust else []
+
+
+def summarise(results: dict[int, dict], config_dict: dict,
+              robust: dict[int, dict] | None = None) -> dict:
+  """The summary of {seed: results.json} (see the module docstring), with {seed:
+  robustness.json} when the protocol scored its conditions."""
   ordered = [results[s] for s in sorted(results)]
   parts = {"test": "test", "valid": "valid", "test_losses": "test_losses",
            "disentanglement": "disentanglement"}
@@ -40,9 +57,12 @@ def summarise(results: dict[int, dict], config_dict: dict) -> dict:
       "seeds": sorted(results),
       "select_metric": ordered[0]["select_metric"],
       **{name: _aggregate([r.get(key, {}) for r in ordered]) for name, key in parts.items()},
+      "robustness": _robustness(robust),
+      "robustness_names": robustness_names(robust),
       "per_seed": [{"seed": s, "selected_epoch": r["selected_epoch"],
                     "epochs_run": r["epochs_run"], "test": r["test"], "valid": r["valid"],
-                    "disentanglement": r.get("disentanglement", {})}
+                    "disentanglement": r.get("disentanglement", {}),
+                    "robustness": (robust or {}).get(s, {}).get("conditions", {})}
                    for s, r in sorted(results.items())],
       "config": config_dict,
   }
@@ -60,6 +80,23 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
   """A markdown table (every summary and comparison writes its tables with this)."""
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def robustness_markdown(summary: dict, metrics=("MAE", "Corr", "Non0_acc_2")) -> list[str]:
+  """The corrupted-input section: each condition's test metrics over seeds, and its
+  paired difference to clean (the same seed's run, clean input)."""
+  conditions = summary.get("robustness") or {}
+  if not conditions:
+    return []
+  clean = {m: paired.per_seed(summary, ("robustness", "clean", m)) for m in metrics}
+  rows = [[c] + [fmt(v.get(m)) for m in metrics] +
+          ([paired.text(paired.paired(paired.per_seed(summary, ("robustness", c, m)),
+                                      clean[m])) for m in metrics[:2]] if c != "clean"
+           else ["", ""]) for c, v in ((c, conditions[c]) for c in summary["robustness_names"])]
+  return ["## Corrupted inputs (test split)", "",
+          "Each condition's metrics (mean ± std over seeds) and its paired difference to "
+          "the clean input (condition − clean; paired t-test over seeds):", "",
+          markdown_table(["condition", *metrics] + [f"Δ{m}" for m in metrics[:2]], rows), ""]
 
 
 def markdown(summary: dict) -> str:
@@ -99,6 +136,7 @@ def markdown(summary: dict) -> str:
               markdown_table(["latent"] + factors,
                      [[z] + [fmt(probes.get((z, f)), 2) for f in factors] for z in latents]),
               ""]
+  out += robustness_markdown(summary)
   losses = summary["test_losses"]
   if losses:
     out += ["## Loss terms on the test split", "",

@@ -23,7 +23,8 @@ from mird_jax.runs import experiment
 from mird_jax.runs import outputs
 
 
-def _params(exp, workdir, step):
+def restore_params(exp, workdir, step=None):
+  """The best params (or the latest checkpoint's at `step`) of the run in `workdir`, read-only."""
   ckpts = checkpoint.Checkpoints(workdir, exp.config.train.keep_checkpoints, writable=False)
   try:
     if step is None:
@@ -43,7 +44,7 @@ def _eval_experiment(config, workdir, split: str):
 
 def evaluate_split(config, workdir, split: str, step: int | None = None) -> dict:
   exp = _eval_experiment(config, workdir, split)
-  result, _ = experiment.evaluate(exp, _params(exp, workdir, step), split)
+  result, _ = experiment.evaluate(exp, restore_params(exp, workdir, step), split)
   return result
 
 
@@ -71,7 +72,7 @@ def predict_file(config, workdir, path: str, step: int | None = None) -> pathlib
   splits = readers.read_any(path, spec, tokenizer)
   sources = {name: input_pipeline.ArraySource(s) for name, s in splits.items()}
   exp = experiment.build(config, workdir, sources=sources, training=False)
-  params = _params(exp, workdir, step)
+  params = restore_params(exp, workdir, step)
   out = pathlib.Path(workdir) / f"predictions_{pathlib.Path(path).stem}.csv"
   rows = []
   for name in sources:

@@ -37,7 +37,7 @@ def dumps(obj) -> str:
 # before they existed still resumes): how to start, a check on the input (data that
 # passes it trains the same), how many seeds a multi-seed protocol runs (raising it
 # extends one), and the sweep settings, which no run reads.
-NOT_IDENTITY = ("train.restart", "data.max_abs_feature", "num_seeds", "sweep")
+NOT_IDENTITY = ("train.restart", "data.max_abs_feature", "num_seeds", "sweep", "robustness")
 
 
 def identity(config_dict: dict, not_identity: tuple = NOT_IDENTITY) -> dict:

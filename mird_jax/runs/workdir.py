@@ -49,6 +49,11 @@ def holds_progress(workdir) -> bool:
           or any(holds_progress(p) for p in w.glob("seed_*") if p.is_dir()))
 
 
+def is_protocol(workdir) -> bool:
+  """Whether `workdir` is a multi-seed workdir (it holds seed_<k>/ runs)."""
+  return any(pathlib.Path(workdir).glob("seed_*/config.json"))
+
+
 def require_trained(workdir, step: int | None, mode: str) -> None:
   """Stops eval/predict in one line, before anything is built, where there is nothing to
   restore."""

@@ -58,6 +58,10 @@ def _run(*args, cwd=REPO):
      "--split='nosuch' is not a split of this dataset; expected one of train, valid, test$"),
     (["--config=configs/demo.py:smoke", "--mode=eval"],
      "/w: no such directory; --mode=eval restores a run trained there"),
+    (["--config=configs/demo.py:smoke", "--mode=robustness"],
+     "/w: no such directory; --mode=robustness restores a run trained there"),
+    (["--config=configs/demo.py:smoke", "--config.robustness.conditions=('blur:2',)"],
+     "robustness.conditions: robustness condition 'blur:2': expected clean, remove:"),
     (["--config=configs/demo.py:smoke", "--mode=predict", "--input=/x.pkl"],
      "/w: no such directory; --mode=predict restores"),
     (["--config=configs/sweeps.py:smoke,mird", "--mode=sweep",
@@ -122,7 +126,8 @@ def test_a_train_split_smaller_than_one_batch_is_one_line(tmp_path):
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines()[-1] == (
       "run.py: the train split has 48 examples, fewer than one global batch "
-      "(data.batch_size=64): lower data.batch_size or use more training data")
+      "(data.batch_size=64): lower data.batch_size, raise data.label_fraction or use more "
+      "training data")
   assert "Traceback" not in proc.stderr
 
 

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from mird_jax.research import compare
+from mird_jax.research import paired
 from mird_jax.research import summary as summary_lib
 
 
@@ -45,5 +46,5 @@ def test_compare_prints_means_and_paired_tests_against_the_reference(tmp_path):
 
 
 def test_paired_test_is_undefined_without_spread_or_pairs():
-  assert compare.paired({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0})["p"] is None  # Constant diff.
-  assert compare.paired({0: 1.0}, {1: 1.0}) == {"n": 0, "diff": None, "p": None}
+  assert paired.paired({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0})["p"] is None  # Constant diff.
+  assert paired.paired({0: 1.0}, {1: 1.0}) == {"n": 0, "diff": None, "p": None}

@@ -146,3 +146,40 @@ def test_seed_config_reads_one_dataset_in_the_multiseed_workdir():
   assert config.data.manual_dir == "/runs/table/raw"  # The synthetic files go there.
   with pytest.raises(AttributeError):
     config.new_key = 1  # Still locked.
+
+
+def test_robustness_scores_every_seed_into_the_summary(seeds_dir, smoke_exp, tmp_path):
+  """--mode=robustness on a finished protocol: each seed's selected checkpoint scored under
+  each condition (robustness.json), clean exactly its results' test metrics, the summary
+  and compare aggregating them; results.json untouched, a rerun reads what it wrote."""
+  from mird_jax.research import compare  # pylint: disable=g-import-not-at-top
+  from mird_jax.runs import errors  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "protocol"
+  shutil.copytree(seeds_dir, workdir)
+  config = _multiseed_config(smoke_exp)
+  config.robustness.conditions = ("remove:audio", "noise:1.0")
+  before = {s: (workdir / f"seed_{s}" / "results.json").read_text() for s in (4, 5)}
+  summary = multiseed.robustness_only(config, workdir, mesh=smoke_exp.mesh)
+  for s in (4, 5):
+    run = workdir / f"seed_{s}"
+    assert (run / "results.json").read_text() == before[s]
+    record = json.loads((run / "robustness.json").read_text())
+    assert record["names"] == ["clean", "remove:audio", "noise:1.0"]
+    assert record["conditions"]["clean"] == json.loads(before[s])["test"]
+    assert record["conditions"]["remove:audio"]["MAE"] != record["conditions"]["clean"]["MAE"]
+    assert record["conditions"]["noise:1.0"]["MAE"] != record["conditions"]["clean"]["MAE"]
+  assert summary["robustness"]["clean"]["MAE"] == summary["test"]["MAE"]
+  assert summary["robustness"]["remove:audio"]["MAE"]["n"] == 2
+  assert "## Corrupted inputs (test split)" in (workdir / "summary.md").read_text()
+  stamp = (workdir / "seed_4" / "robustness.json").stat().st_mtime_ns
+  multiseed.robustness_only(config, workdir, mesh=smoke_exp.mesh)
+  assert (workdir / "seed_4" / "robustness.json").stat().st_mtime_ns == stamp
+  other = tmp_path / "other"
+  shutil.copytree(workdir, other)
+  text = compare.table([str(workdir), str(other)])
+  assert "Test MAE under corrupted inputs" in text
+  assert "| config | clean | remove:audio | noise:1.0 |" in text  # In the configured order.
+  assert "+0.000 (p=n/a, n=2)" in text  # Identical copies: no difference.
+  (workdir / "seed_5" / "results.json").unlink()
+  with pytest.raises(errors.RunError, match="seed 5 has not finished"):
+    multiseed.robustness_only(config, workdir, mesh=smoke_exp.mesh)
