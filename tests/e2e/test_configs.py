@@ -221,3 +221,44 @@ def test_public_presets_switch_exactly_the_documented_keys(preset, base, expecte
     assert {"optim.adamw", "model.lstm_cell", "club.refresh_latents"} <= changed <= expected
   with pytest.raises(ValueError, match="mird|mib_complete"):
     _load("public", "mib_sideways")
+
+
+_LABELS = {"data.label_fraction", "train.epochs", "train.patience"}
+_ROW_CHANGES = {  # configs/research.py's rows: what each changes from its family's reference.
+    "mim": set(), "none": {"model.constraint"}, "orthogonal": {"model.constraint"},
+    "no_unlabeled": {"data.unlabeled_ratio"}, "club_refresh": {"club.refresh_latents"},
+    "club_r50": {"club.lr"}, "club_r200": {"club.lr", "club.steps"},
+    "club_r1000": {"club.lr", "club.steps"}, "mim_transformer": {"model.av_encoder"},
+    "none_transformer": {"model.av_encoder", "model.constraint"},
+    "mim_scale_free": {"loss.scale_free"},
+    "orthogonal_scale_free": {"loss.scale_free", "model.constraint"},
+    "complete_mib": set(), "complete_mib_last": {"model.mib.readout"},
+    "complete_mib_lstm": {"model.av_encoder"},
+    **{f"{r}_{tag}": changed | _LABELS for tag in ("l10", "l30") for r, changed in (
+        ("mim", set()), ("none", {"model.constraint"}), ("complete_mib", set()),
+        ("no_unlabeled", {"data.unlabeled_ratio"}))},
+}
+
+
+def test_research_rows_differ_from_their_reference_in_the_documented_keys_only():
+  from configs import research  # pylint: disable=g-import-not-at-top
+  assert set(research.ROWS) == set(_ROW_CHANGES)
+  mird_ref, mib_ref = research.get_config("mim"), research.get_config("complete_mib")
+  assert mird_ref.to_dict() == ablations.get_config("table,mim").to_dict() | {
+      "num_seeds": 3, "robustness": mird_ref.robustness.to_dict()}
+  for row, expected in _ROW_CHANGES.items():
+    config = research.get_config(row)
+    config_check.validate(config)
+    ref = mib_ref if config.model.name == "mib" else mird_ref
+    assert set(multiseed_diff(ref.to_dict(), config.to_dict())) == expected, row
+    if row.endswith("_l10"):
+      assert (config.data.label_fraction, config.train.epochs) == (0.1, 40)
+  for table, (_, reference, rows) in research.TABLES.items():
+    assert reference in rows and set(rows) <= set(research.ROWS), table
+  for row in research.TUNED:
+    tuned, plain = research.get_config(f"tune_{row}"), research.get_config(row)
+    assert {k.split(".")[0] for k in multiseed_diff(plain.to_dict(), tuned.to_dict())} == {
+        "sweep"}
+    assert tuned.sweep.trials == research.TRIALS and tuned.sweep.confirm_seeds == 5
+  with pytest.raises(ValueError, match="tune_ for mim, none, complete_mib"):
+    research.get_config("tune_club_r50")

@@ -1,0 +1,161 @@
+r"""The research protocol (docs/results.md): every row of every results table, fixed here
+before any of them was run. `ROW` or `tune_ROW`:
+
+  python run.py --config=configs/research.py:mim --mode=multiseed --workdir=W/rows/mim
+  python run.py --config=configs/research.py:tune_mim --mode=sweep --workdir=W/tuned/mim
+  bash docs/results.sh W        # every row, every sweep, every table
+  python run.py --config=configs/research.py:none,smoke --workdir=/tmp/x   # tiny, CPU
+
+Benchmark: the synthetic demo at the README table's size (configs/demo.py:table: 3000
+labelled train / 229 valid / 686 test examples, a pool of 3000 unlabelled ones, 4 epochs
+with patience 2, selection on validation MAE), seeds 0, 1, 2; every row also scored under
+the corrupted-input conditions (robustness.enabled). Rows differ from their table's
+reference in the keys named below only.
+
+Estimator speed. How fast the CLUB estimators track the encoders, as the ratio
+r = club.lr x club.steps / optim.main_lr of their step sizes per update: the demo's
+r = 1e-3 x 5 / 1e-3 = 5; the public code's about 1e-3 x 5 / 5e-6 = 1000 (its encoders'
+AdamW at 1e-5, ramped from 0, so about half of that on average).
+  mim             r = 5 (the demo's MIRD)
+  club_refresh    r = 5, each estimator update on fresh post-update latents (the public way)
+  club_r50        club.lr 1e-2
+  club_r200       club.lr 1e-2, club.steps 20
+  club_r1000      club.lr 5e-2, club.steps 20
+Encoder vs objective (model.av_encoder; MIB's readout):
+  mim, none                         MIRD's LSTM last state
+  mim_transformer, none_transformer MIRD with MIB's masked-mean Transformer
+  complete_mib                      C-MIB with its Transformer, masked mean
+  complete_mib_last                 C-MIB with the public last-position readout
+  complete_mib_lstm                 C-MIB with MIRD's LSTM last state
+Constraints, and our scale-free variant (loss.scale_free, an extension, not the paper's):
+  mim, none, orthogonal, mim_scale_free, orthogonal_scale_free
+Fewer labels (data.label_fraction 0.1 or 0.3 of the train split, the rest added to the
+unlabelled pool; epochs and patience scaled by 1 / fraction, so every row makes as many
+updates as at full labels):
+  mim_l10, no_unlabeled_l10, none_l10, complete_mib_l10, and the same with _l30
+Equal tuning (`tune_ROW` for ROW in TUNED): TRIALS trials of --mode=sweep on seed 0's
+validation MAE (TPE, median pruning after the first epoch), then the best configuration
+and the untuned one over seeds 1 to 5 (the sweep's confirmation).
+"""
+
+from configs import ablations
+from configs import mib_demo
+from configs import sweeps
+
+BASE = "table"
+SEEDS = 3
+TRIALS = 8
+CONFIRM_SEEDS = 5
+TUNED = ("mim", "none", "complete_mib")
+FRACTIONS = {"l10": 0.1, "l30": 0.3}
+
+
+def _set(**keys):
+  """An override setting dotted `keys` (with __ for the dots)."""
+  def apply(config):
+    for dotted, value in keys.items():
+      *parents, leaf = dotted.split("__")
+      node = config
+      for p in parents:
+        node = getattr(node, p)
+      setattr(node, leaf, value)
+  return apply
+
+
+def _mird(ablation: str, *overrides):
+  def build(base: str):
+    config = ablations.get_config(f"{base},{ablation}")
+    for o in overrides:
+      o(config)
+    return config
+  return build
+
+
+def _mib(*overrides):
+  def build(base: str):
+    config = mib_demo.get_config(f"{base},complete")
+    for o in overrides:
+      o(config)
+    return config
+  return build
+
+
+_TRANSFORMER = _set(model__av_encoder="transformer")
+
+ROWS = {
+    "mim": _mird("mim"),
+    "none": _mird("none"),
+    "orthogonal": _mird("orthogonal"),
+    "no_unlabeled": _mird("no_unlabeled"),
+    "club_refresh": _mird("mim", _set(club__refresh_latents=True)),
+    "club_r50": _mird("mim", _set(club__lr=1e-2)),
+    "club_r200": _mird("mim", _set(club__lr=1e-2, club__steps=20)),
+    "club_r1000": _mird("mim", _set(club__lr=5e-2, club__steps=20)),
+    "mim_transformer": _mird("mim", _TRANSFORMER),
+    "none_transformer": _mird("none", _TRANSFORMER),
+    "complete_mib": _mib(),
+    "complete_mib_last": _mib(_set(model__mib__readout="last")),
+    "complete_mib_lstm": _mib(_set(model__av_encoder="lstm")),
+    "mim_scale_free": _mird("mim_scale_free"),
+    "orthogonal_scale_free": _mird("orthogonal_scale_free"),
+}
+
+
+def _fewer_labels(build, fraction: float):
+  def apply(base: str):
+    config = build(base)
+    config.data.label_fraction = fraction
+    config.train.epochs = round(config.train.epochs / fraction)
+    config.train.patience = round(config.train.patience / fraction)
+    return config
+  return apply
+
+
+for _tag, _fraction in FRACTIONS.items():
+  for _row in ("mim", "no_unlabeled", "none", "complete_mib"):
+    ROWS[f"{_row}_{_tag}"] = _fewer_labels(ROWS[_row], _fraction)
+
+# The tables of docs/results.md: (title, reference row, rows), fixed with the rows.
+TABLES = {
+    "estimator_speed": ("Estimator speed", "mim",
+                        ("mim", "club_refresh", "club_r50", "club_r200", "club_r1000")),
+    "encoders": ("Encoder vs objective", "mim",
+                 ("mim", "none", "mim_transformer", "none_transformer", "complete_mib",
+                  "complete_mib_last", "complete_mib_lstm")),
+    "constraints": ("Constraints and the scale-free variant", "none",
+                    ("none", "mim", "orthogonal", "mim_scale_free", "orthogonal_scale_free",
+                     "no_unlabeled")),
+    **{f"labels_{tag}": (f"{round(100 * f)}% of the labels", f"mim_{tag}",
+                         tuple(f"{r}_{tag}" for r in ("mim", "no_unlabeled", "none",
+                                                      "complete_mib")))
+       for tag, f in FRACTIONS.items()},
+}
+
+
+def _space(row: str) -> tuple:
+  """The row's search space: configs/sweeps.py's for its family, less the keys the row
+  never reads (no MI weight or estimator settings without the MI penalty)."""
+  if row.endswith("mib"):
+    return sweeps.space("demo", "mib_complete")
+  keep = lambda key: row == "mim" or not key.startswith(("club.", "loss.w_mi"))
+  return tuple((k, d) for k, d in sweeps.space("demo", "mird") if keep(k))
+
+
+def get_config(arg: str | None = None):
+  """`[tune_]ROW[,smoke]`; no argument: mim; `smoke`: mim on the demo's smoke base."""
+  tokens = [t for t in (arg or "mim").split(",") if t]
+  smoke = "smoke" in tokens
+  name = ([t for t in tokens if t != "smoke"] or ["mim"])[0]
+  row = name[len("tune_"):] if name.startswith("tune_") else name
+  if (row not in ROWS or (name.startswith("tune_") and row not in TUNED)
+      or len(tokens) > 1 + smoke):
+    raise ValueError(f"configs/research.py needs [tune_]ROW[,smoke] (ROW one of "
+                     f"{', '.join(ROWS)}; tune_ for {', '.join(TUNED)}); got {arg!r}")
+  config = ROWS[row]("smoke" if smoke else BASE)
+  config.num_seeds = SEEDS
+  config.robustness.enabled = True
+  if name.startswith("tune_"):
+    s = config.sweep
+    s.space, s.trials, s.confirm_seeds = _space(row), TRIALS, CONFIRM_SEEDS
+    s.pruner, s.pruner_warmup_epochs = "median", 1
+  return config

@@ -1,0 +1,55 @@
+"""docs/results.sh, the command list that reproduces docs/results.md: run with a recording
+stand-in for Python's run.py, it trains every row of every table of configs/research.py
+on one shared dataset, runs each tuned row's sweep, links its confirmation's rows and
+compares each table against its reference row."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+from configs import research
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_results_script_runs_every_row_and_table(tmp_path):
+  log = tmp_path / "calls.log"
+  stub = tmp_path / "python"
+  stub.write_text(f"""#!/usr/bin/env bash
+if [ "$1" = -c ]; then exec {sys.executable} "$@"; fi
+echo "$@" >> {log}
+for a in "$@"; do case $a in --workdir=*) w=${{a#--workdir=}};; esac; done
+case "$*" in
+  *--mode=sweep*) mkdir -p "$w"; echo '{{"best": {{"number": 3}}}}' > "$w/sweep.json";;
+  *--mode=compare*) echo "table of $*";;
+esac
+""")
+  stub.chmod(0o755)
+  w = tmp_path / "w"
+  proc = subprocess.run(["bash", str(ROOT / "docs/results.sh"), str(w)], cwd=ROOT,
+                        env=dict(os.environ, PY=str(stub)), capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  calls = log.read_text().splitlines()
+  data = f"--config.data.data_dir={w}/data/tfds --config.data.manual_dir={w}/data/raw"
+  rows = {r for _, _, rs in research.TABLES.values() for r in rs}
+  assert rows == set(research.ROWS)  # Every row is in a table.
+  for row in rows:
+    line = (f"run.py --config=configs/research.py:{row} --mode=multiseed "
+            f"--workdir={w}/rows/{row} {data}")
+    assert line in calls, row
+  for row in research.TUNED:
+    assert (f"run.py --config=configs/research.py:tune_{row} --mode=sweep "
+            f"--workdir={w}/tuned/{row} {data}") in calls
+    assert os.readlink(w / "tuned_rows" / f"{row}_tuned") == f"{w}/tuned/{row}/confirm/trial_3"
+    assert os.readlink(w / "tuned_rows" / f"{row}_default") == f"{w}/tuned/{row}/confirm/base"
+  for table, (_, reference, table_rows) in research.TABLES.items():
+    dirs = ",".join(f"{w}/rows/{r}" for r in table_rows)
+    assert (w / "tables" / f"{table}.md").read_text() == (
+        f"table of run.py --mode=compare --workdirs={dirs} --reference={w}/rows/{reference}\n")
+  assert "--reference=" + str(w / "tuned_rows" / "mim_tuned") in (
+      w / "tables" / "tuned.md").read_text()
+  times = (w / "times.tsv").read_text().splitlines()
+  assert len(times) == sum(len(rs) for _, _, rs in research.TABLES.values()) + len(
+      research.TUNED)
