@@ -226,6 +226,6 @@ def test_docs_docstrings_and_comments_name_only_files_and_modules_that_exist():
 
 def test_docs_exist_and_the_readme_links_them():
   readme = (REPO / "README.md").read_text()
-  for name in ("design.md", "metrics.md", "data.md", "differences.md"):
+  for name in ("design.md", "metrics.md", "data.md", "differences.md", "results.md"):
     assert (REPO / "docs" / name).is_file(), name
     assert f"docs/{name}" in readme, name

@@ -99,3 +99,41 @@ def test_split_diagnostics_read_what_the_estimators_were_fitted_on():
   scaled = dict(rows, z_s=100 * z["z_s"])
   assert diagnostics.split_terms(scaled, np.zeros(_B), cfg, {"w/task": 1.0, "w/mi": 1.0})[
       "orthogonal/s_l"] == pytest.approx(got["orthogonal/s_l"], rel=1e-4)
+
+
+def test_the_estimators_fit_the_standardised_latents():
+  """With scale_free the estimator updates see what the penalty reads: their fit (and its
+  reported NLL) is the same for latents 1000x larger; without it, it is not."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from mird_jax.training import estimators  # pylint: disable=g-import-not-at-top
+
+  class Estimators(nn.Module):
+    def setup(self):
+      self.club = {f"{x}_{y}": club.Club(hidden=8, d_y=_D, init_scheme="flax")
+                   for x, y in club.PAIRS}
+
+    def __call__(self, z):
+      return self.club_stats(z)
+
+    def club_stats(self, aux):
+      return {(x, y): self.club[f"{x}_{y}"](aux[f"z_{x}"]) for x, y in club.PAIRS}
+
+  model, rules, tx = Estimators(), ((r"club_.*", "club"),), optax.adam(1e-2)
+  z = _latents(shared=1.0)
+  params = model.init(jax.random.key(0), z)["params"]
+
+  def fit(latents, scale_free):
+    cfg = dataclasses.replace(_cfg(scale_free, "mim"), club_steps=3)
+    opt = tx.init(estimators.club_leaves(params, rules))
+    out, _, before, after = estimators.fit(
+        params, opt, latents, None, None, jnp.zeros(3), model=model, tx_club=tx,
+        rules=rules, cfg=cfg)
+    return out, float(before), float(after)
+
+  big = {k: 1000.0 * v for k, v in z.items()}
+  (p1, b1, a1), (p2, b2, a2) = fit(z, True), fit(big, True)
+  assert a1 < b1  # The fit learns,
+  assert (b1, a1) == pytest.approx((b2, a2), rel=1e-4)  # the same whatever the scale.
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5), p1, p2)
+  assert fit(big, False)[1] != pytest.approx(b1, rel=1e-2)
