@@ -64,32 +64,56 @@ def table(workdirs: list[str], reference: str | None = None,
                  for n, s in zip(names, summaries)]), "",
          f"Paired difference to {names[ref]} (row − reference, mean over common seeds; "
          "two-sided paired t-test).", "",
-         summary_lib.markdown_table(["config"] + list(metrics),
-                [[n] + [paired_lib.text(paired_lib.paired(paired_lib.per_seed(s, ("test", m)),
-                                  paired_lib.per_seed(summaries[ref], ("test", m)))) for m in metrics]
-                 for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
-  scales = list(dict.fromkeys(
-      z for s in summaries for r in s["per_seed"]
-      for z in r.get("disentanglement", {}).get("latent_variance", {})))
-  dis = [(label, path) for label, path in _DISENTANGLEMENT + tuple(
-      (f"var({z})", ("latent_variance", z)) for z in scales)
-         if any(paired_lib.per_seed(s, ("disentanglement",) + path) for s in summaries)]
-  if dis:
-    agg = lambda s, path: summary_lib.mean_std(
-        paired_lib.per_seed(s, ("disentanglement",) + path).values())
-    out += ["", "Disentanglement on the test split (k-NN MI in nats; held-out ridge-probe R²; "
-            "var: a latent's summed per-dimension variance), mean ± std over seeds.", "",
-            summary_lib.markdown_table(["config"] + [label for label, _ in dis],
-                   [[n] + [_cell(agg(s, path)) for _, path in dis]
-                    for n, s in zip(names, summaries)]), "",
-            f"Paired difference to {names[ref]}.", "",
-            summary_lib.markdown_table(["config"] + [label for label, _ in dis],
-                   [[n] + [paired_lib.text(paired_lib.paired(paired_lib.per_seed(s, ("disentanglement",) + path),
-                                     paired_lib.per_seed(summaries[ref], ("disentanglement",) + path)))
-                           for _, path in dis]
-                    for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
-  out += _robustness(names, summaries, ref)
+         _paired_table(names, summaries, ref, [(m, ("test", m)) for m in metrics])]
+  dis = [(label, ("disentanglement",) + path) for label, path in _DISENTANGLEMENT + tuple(
+      (f"var({z})", ("latent_variance", z)) for z in _keys(summaries, "disentanglement",
+                                                           "latent_variance"))]
+  out += _block("Disentanglement on the test split (k-NN MI in nats; held-out ridge-probe "
+                "R²; var: a latent's summed per-dimension variance), mean ± std over seeds.",
+                names, summaries, ref, dis)
+  club = [(f"CLUB({k[3:].replace('_', '→')})", ("test_losses", k))
+          for k in _keys(summaries, "test_losses") if k.startswith("mi/")]
+  out += _block("CLUB upper bound of each pair on the test split (what MIRD's MI penalty "
+                "minimises; under none and orthogonal the monitored estimators'), mean ± "
+                "std over seeds.", names, summaries, ref, club)
   return "\n".join(out) + "\n"
+
+
+def _keys(summaries, *path) -> list[str]:
+  """The keys of the dict at `path` in any seed's row of any summary, in first-seen order."""
+  out = {}
+  for s in summaries:
+    for row in s["per_seed"]:
+      node = row
+      for p in path:
+        node = node.get(p, {}) if isinstance(node, dict) else {}
+      out.update(dict.fromkeys(node))
+  return list(out)
+
+
+def _paired_table(names, summaries, ref: int, columns) -> str:
+  """Each row's paired difference to the reference row, per (label, per-seed path)."""
+  return summary_lib.markdown_table(["config"] + [label for label, _ in columns], [
+      [n] + [paired_lib.text(paired_lib.paired(paired_lib.per_seed(s, path),
+                                               paired_lib.per_seed(summaries[ref], path)))
+             for _, path in columns]
+      for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])
+
+
+def _block(title: str, names, summaries, ref: int, columns) -> list[str]:
+  """A mean ± std table of (label, per-seed path) columns and its paired differences to
+  the reference row; nothing where no summary has any of the columns."""
+  columns = [(label, path) for label, path in columns
+             if any(paired_lib.per_seed(s, path) for s in summaries)]
+  if not columns:
+    return []
+  cell = lambda s, path: _cell(summary_lib.mean_std(paired_lib.per_seed(s, path).values()))
+  return ["", title, "",
+          summary_lib.markdown_table(["config"] + [label for label, _ in columns],
+                                     [[n] + [cell(s, path) for _, path in columns]
+                                      for n, s in zip(names, summaries)]), "",
+          f"Paired difference to {names[ref]}.", "",
+          _paired_table(names, summaries, ref, columns)]
 
 
 def _robustness(names, summaries, ref: int, metrics=("MAE", "Corr")) -> list[str]:
@@ -101,15 +125,7 @@ def _robustness(names, summaries, ref: int, metrics=("MAE", "Corr")) -> list[str
                 if all(c in s["robustness"] for s in summaries)]
   out = []
   for m in metrics:
-    at = lambda s, c: paired_lib.per_seed(s, ("robustness", c, m))
-    out += ["", f"Test {m} under corrupted inputs (robustness.conditions), mean ± std over "
-            "seeds.", "",
-            summary_lib.markdown_table(["config"] + conditions, [
-                [n] + [_cell(summary_lib.mean_std(at(s, c).values())) for c in conditions]
-                for n, s in zip(names, summaries)]), "",
-            f"Paired difference of test {m} to {names[ref]} under each condition.", "",
-            summary_lib.markdown_table(["config"] + conditions, [
-                [n] + [paired_lib.text(paired_lib.paired(at(s, c), at(summaries[ref], c)))
-                       for c in conditions]
-                for i, (n, s) in enumerate(zip(names, summaries)) if i != ref])]
+    out += _block(f"Test {m} under corrupted inputs (robustness.conditions), mean ± std "
+                  "over seeds.", names, summaries, ref,
+                  [(c, ("robustness", c, m)) for c in conditions])
   return out

@@ -62,6 +62,7 @@ def summarise(results: dict[int, dict], config_dict: dict,
       "per_seed": [{"seed": s, "selected_epoch": r["selected_epoch"],
                     "epochs_run": r["epochs_run"], "test": r["test"], "valid": r["valid"],
                     "disentanglement": r.get("disentanglement", {}),
+                    "test_losses": r.get("test_losses", {}),
                     "robustness": (robust or {}).get(s, {}).get("conditions", {})}
                    for s, r in sorted(results.items())],
       "config": config_dict,

@@ -19,8 +19,9 @@ def _summary(workdir, name, values_by_seed):
                "test": {"MAE": mae, "Corr": corr}, "valid": {},
                "disentanglement": {"knn_mi": {"s_a": mi}, "latent_variance": {"z_s": 10 * mi}}}
               for s, (mae, corr, mi) in values_by_seed.items()]
-  summary = summary_lib.summarise({r["seed"]: {**r, "select_metric": "MAE", "test_losses": {}}
-                                 for r in per_seed}, {"seed": 0})
+  summary = summary_lib.summarise({r["seed"]: {**r, "select_metric": "MAE",
+                                               "test_losses": {"mi/s_a": -r["test"]["MAE"]}}
+                                   for r in per_seed}, {"seed": 0})
   (d / "summary.json").write_text(json.dumps(summary))
   return d
 
@@ -37,6 +38,8 @@ def test_compare_prints_means_and_paired_tests_against_the_reference(tmp_path):
   p_mi = stats.ttest_rel([0.5, 0.4, 0.45], [0.2, 0.3, 0.1]).pvalue
   assert f"+0.250 (p={p_mi:.3f}, n=3)" in text
   assert "var(z_s)" in text and f"+2.500 (p={p_mi:.3f}, n=3)" in text  # 10 x the MI.
+  # The CLUB bounds of the test split (here minus the MAE): -0.150, the MAE's p.
+  assert "| config | CLUB(s→a) |" in text and f"| none | -0.150 (p={p:.3f}, n=3) |" in text
   with pytest.raises(compare.CompareError, match="--reference=nope is not one of"):
     compare.table([str(ref), str(other)], reference="nope")
   with pytest.raises(compare.CompareError, match="no test metric 'Acc'"):
