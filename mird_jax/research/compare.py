@@ -76,6 +76,7 @@ def table(workdirs: list[str], reference: str | None = None,
   out += _block("CLUB upper bound of each pair on the test split (what MIRD's MI penalty "
                 "minimises; under none and orthogonal the monitored estimators'), mean ± "
                 "std over seeds.", names, summaries, ref, club)
+  out += _robustness(names, summaries, ref)
   return "\n".join(out) + "\n"
 
 
