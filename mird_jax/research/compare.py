@@ -85,10 +85,8 @@ def _keys(summaries, *path) -> list[str]:
   out = {}
   for s in summaries:
     for row in s["per_seed"]:
-      node = row
-      for p in path:
-        node = node.get(p, {}) if isinstance(node, dict) else {}
-      out.update(dict.fromkeys(node))
+      node = paired_lib.at(row, path)
+      out.update(dict.fromkeys(node if isinstance(node, dict) else ()))
   return list(out)
 
 

@@ -7,14 +7,20 @@ import numpy as np
 from scipy import stats
 
 
+def at(row: dict, path: tuple):
+  """The value at `path` in nested dicts, or None where the path does not exist."""
+  value = row
+  for key in path:
+    value = value.get(key) if isinstance(value, dict) else None
+  return value
+
+
 def per_seed(summary: dict, path: tuple) -> dict[int, float]:
   """{seed: the finite value at `path` in that seed's row of a summary's per_seed}."""
   out = {}
   for row in summary["per_seed"]:
-    value = row
-    for key in path:
-      value = value.get(key) if isinstance(value, dict) else None
-    if value is not None and math.isfinite(value):
+    value = at(row, path)
+    if isinstance(value, (int, float)) and math.isfinite(value):
       out[row["seed"]] = float(value)
   return out
 
