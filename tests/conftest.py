@@ -7,13 +7,21 @@ about two thirds of the time; the golden values of tests/training/test_step.py h
 either way), and every compiled program is kept in a
 per-session cache directory that subprocesses inherit (JAX_COMPILATION_CACHE_DIR), so a
 program built twice, in two tests or two processes with the same devices, compiles once.
+The session's first process makes the directory and removes it at the end; set
+MIRD_JAX_TEST_XLA_CACHE to a directory of your own to keep the programs between sessions
+(the cache keys hold the JAX version and the XLA flags). The summary line at the end says
+how many of the pytest processes' compiles the cache served.
 README's command runs the files in two pytest-xdist processes (`-n 2 --dist loadfile
 --no-loadscope-reorder`), in the order of COSTLY_FIRST below: XLA compiles on one thread,
 so two cores compile two programs at once. Each process builds its own session fixtures;
 both share the cache directory.
 """
 
+import collections
+import json
 import os
+import pathlib
+import shutil
 import tempfile
 
 from mird_jax import huge_pages  # Light: os and sys only.
@@ -28,7 +36,9 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["HF_HUB_OFFLINE"] = "1"  # Nothing in the tests may reach the hub.
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # One cache for the session: pytest-xdist's workers inherit the first process's directory.
-os.environ.setdefault("MIRD_JAX_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="mird_jax_xla_cache_"))
+_MADE_CACHE = "MIRD_JAX_TEST_XLA_CACHE" not in os.environ
+if _MADE_CACHE:
+  os.environ["MIRD_JAX_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="mird_jax_xla_cache_")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["MIRD_JAX_TEST_XLA_CACHE"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
@@ -40,6 +50,27 @@ os.environ["GLIBC_TUNABLES"] = (huge_pages.environment(dict(os.environ)) or
 import jax  # noqa: E402  (must come after the environment above)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# What the compilation cache did in this process, written at its end for the summary line.
+_COMPILES = collections.Counter()
+_STATS_DIR = pathlib.Path(os.environ["MIRD_JAX_TEST_XLA_CACHE"] + "-stats")
+
+
+def _count_event(event, **kwargs):
+  del kwargs
+  if event.startswith("/jax/compilation_cache/"):
+    _COMPILES[event.rsplit("/", 1)[1]] += 1
+
+
+def _count_seconds(event, seconds, **kwargs):
+  del kwargs
+  if event in ("/jax/core/compile/backend_compile_duration",
+               "/jax/compilation_cache/compile_time_saved_sec"):
+    _COMPILES[event.rsplit("/", 1)[1]] += seconds
+
+
+jax.monitoring.register_event_listener(_count_event)
+jax.monitoring.register_event_duration_secs_listener(_count_seconds)
 
 import pytest  # noqa: E402
 
@@ -132,3 +163,32 @@ def pytest_collection_modifyitems(items):
   rank = {name: i for i, name in enumerate(COSTLY_FIRST)}
   items.sort(key=lambda item: rank.get(
       os.path.relpath(item.path, here).replace(os.sep, "/"), len(rank)))
+
+
+def pytest_sessionfinish(session):
+  del session
+  if os.environ.get("PYTEST_XDIST_WORKER"):  # The first process reads them at its end.
+    _STATS_DIR.mkdir(exist_ok=True)
+    (_STATS_DIR / f"{os.getpid()}.json").write_text(json.dumps(_COMPILES))
+
+
+def pytest_terminal_summary(terminalreporter):
+  counts = [_COMPILES] + [json.loads(f.read_text()) for f in (
+      sorted(_STATS_DIR.glob("*.json")) if _STATS_DIR.is_dir() else ())]
+  totals = collections.Counter()
+  for c in counts:
+    totals.update(c)
+  asked, hits = totals["compile_requests_use_cache"], totals["cache_hits"]
+  processes = sum(1 for c in counts if c.get("compile_requests_use_cache"))
+  terminalreporter.write_line(
+      f"XLA compilation cache: {hits} of the {asked} programs compiled in the {processes} "
+      f"pytest processes came from it ({100 * hits / max(asked, 1):.0f}%, saving "
+      f"{max(totals['compile_time_saved_sec'], 0):.0f} s; "
+      f"{totals['backend_compile_duration']:.0f} s spent compiling or loading programs)")
+
+
+def pytest_unconfigure(config):
+  del config
+  if _MADE_CACHE and not os.environ.get("PYTEST_XDIST_WORKER"):
+    shutil.rmtree(os.environ["MIRD_JAX_TEST_XLA_CACHE"], ignore_errors=True)
+    shutil.rmtree(_STATS_DIR, ignore_errors=True)
