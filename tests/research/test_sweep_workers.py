@@ -1,15 +1,24 @@
-"""--mode=sweep in several run.py processes, the process boundary being what is tested: two
-workers on one SQLite study, one of them killed in the middle of a trial and restarted;
-two workers on one study in a real PostgreSQL server this file starts (and removes).
+"""--mode=sweep in several processes at once, the process boundary being what is tested:
+two workers on one SQLite study, one of them a run.py process killed (kill -9) in the
+middle of its trial, whose trial a worker started afterwards resumes; two workers on one
+study in a real PostgreSQL server this file starts (and removes).
+
+In each pair one worker is a run.py process and the other runs here, in the test's own
+process, with the same config (so with the compiled programs the session already holds):
+the two still claim trials through the study and the trials' file locks, as two
+machines would.
 
 Both sweeps draw their trials with the random sampler, seeded per trial number, so trial
 n has the same values in both; the same config, device and compiled programs make its
-metrics the same bit for bit, wherever and however often it was interrupted.
+metrics the same bit for bit, wherever and however often it was interrupted, in whichever
+process it ran.
 """
 
 import contextlib
 import glob
+import io
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -18,10 +27,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import optuna
 import pytest
 
+from configs import sweeps
+from mird_jax import main
 from mird_jax.runs import save_points
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -42,6 +54,34 @@ def _start(workdir: pathlib.Path, name: str, *extra, env=None) -> subprocess.Pop
 
 def _log(workdir: pathlib.Path, name: str) -> str:
   return (workdir.parent / f"{workdir.name}.{name}.log").read_text()
+
+
+def _config(storage: str = ""):
+  """SWEEP's config, built here as run.py builds it from those flags."""
+  config = sweeps.get_config("smoke,mird")
+  config.train.epochs = config.train.patience = 2
+  config.train.num_devices = 1
+  config.diagnostics.enabled = False
+  config.sweep.sampler, config.sweep.trials, config.sweep.storage = "random", TRIALS, storage
+  config.lock()
+  return config
+
+
+def _run_here(workdir: pathlib.Path, name: str, storage: str = "") -> None:
+  """A worker in this process: run.py's sweep mode on _config(); what it prints and logs
+  go to the log file a run.py worker would write."""
+  out, handler, root = io.StringIO(), logging.StreamHandler(), logging.getLogger()
+  handler.setStream(out)
+  level = root.level
+  root.addHandler(handler)
+  root.setLevel(logging.INFO)
+  try:
+    with contextlib.redirect_stdout(out):
+      main.run(_config(storage), str(workdir), "sweep")
+  finally:
+    root.removeHandler(handler)
+    root.setLevel(level)
+    (workdir.parent / f"{workdir.name}.{name}.log").write_text(out.getvalue())
 
 
 def _wait(proc, workdir, name, timeout=420) -> None:
@@ -76,27 +116,26 @@ def _check_exactly_the_budget(study, workdir) -> None:
 
 
 @pytest.fixture(name="sqlite_sweep", scope="module")
-def _sqlite_sweep(tmp_path_factory):
-  """Workers a and b on one SQLite study; a stopped after the first epoch of its trial
-  (it holds the trial), b runs the others and ends; then a is killed (kill -9) and run
-  again, and resumes its trial."""
+def _sqlite_sweep(tmp_path_factory, smoke_exp):
+  """Workers a (run.py) and b (here) on one SQLite study; a stopped after the first epoch
+  of its trial (it holds the trial), b runs the others and ends; then a is killed
+  (kill -9), and a worker started afterwards (here) resumes its trial."""
+  del smoke_exp  # Its compiled programs are the ones the workers here run.
   workdir = tmp_path_factory.mktemp("sqlite") / "sweep"
   pauses = workdir.parent / "pauses"
   pauses.mkdir()
   a = _start(workdir, "a", env={save_points.ENV: str(pauses)})
-  b = _start(workdir, "b")
   while True:  # a goes on at every save point until its first epoch is committed.
     _, status = os.waitpid(a.pid, os.WUNTRACED)
     assert os.WIFSTOPPED(status), _log(workdir, "a")[-3000:]
     if sorted(pauses.iterdir())[-1].name.endswith(".history_written"):
       break
     os.kill(a.pid, signal.SIGCONT)
-  _wait(b, workdir, "b")
+  _run_here(workdir, "b")  # While a, stopped, holds its trial.
   os.kill(a.pid, signal.SIGKILL)
   os.waitpid(a.pid, 0)
   a.returncode = -9
-  restarted = _start(workdir, "a_restarted")
-  _wait(restarted, workdir, "a_restarted")
+  _run_here(workdir, "a_restarted")
   return workdir
 
 
@@ -162,12 +201,19 @@ def _postgres():
 
 
 @pytest.fixture(name="postgres_sweep", scope="module")
-def _postgres_sweep(postgres, tmp_path_factory):
+def _postgres_sweep(postgres, tmp_path_factory, smoke_exp):
+  """Workers c (run.py) and d (here) on one study in the server; d starts once c has
+  claimed a trial, so that both run some (a run.py process takes seconds to start)."""
+  del smoke_exp
   workdir = tmp_path_factory.mktemp("postgres") / "sweep"
-  workers = {name: _start(workdir, name, f"--config.sweep.storage={postgres}")
-             for name in ("c", "d")}
-  for name, proc in workers.items():
-    _wait(proc, workdir, name)
+  c = _start(workdir, "c", f"--config.sweep.storage={postgres}")
+  t0 = time.time()
+  while not list(workdir.glob("trial_*/overrides.json")):
+    assert c.poll() is None, _log(workdir, "c")[-3000:]
+    assert time.time() - t0 < 300, "worker c claimed no trial"
+    time.sleep(0.05)
+  _run_here(workdir, "d", postgres)
+  _wait(c, workdir, "c")
   return workdir
 
 
