@@ -1,9 +1,9 @@
 """The whole job as a user runs it: outputs; every moment a run can be killed at (kill -9,
 SIGTERM, inside a checkpoint save, during the final writes) resumes to the same results as
-an uninterrupted run (run.py subprocesses stopped at each save point, kill -9 inside a
-save; in process, the workdir each moment leaves, resumed); a damaged or deleted
-checkpoint never destroys a finished run; one training per workdir; a full disk; eval and
-predict; a different config refused, and a non-finite loss stopping the run."""
+an uninterrupted run (a run.py process stopped at each save point and killed -9 inside a
+save; in process, a SIGTERM and the workdir each moment leaves, resumed); a damaged or
+deleted checkpoint never destroys a finished run; one training per workdir; a full disk;
+eval and predict; a different config refused, and a non-finite loss stopping the run."""
 
 import json
 import logging
@@ -104,9 +104,8 @@ def test_outputs_of_a_run(reference):
 
 class _Pausing:
   """run.py stopped at every save point (save_points.py): `on_pause(point)` runs while it
-  is stopped and says what happens next: "go" on, "term" (SIGTERM, then on), "kill"
-  (kill -9 now) or "kill_in_save" (on, and kill -9 as soon as a checkpoint save's temporary
-  folder appears)."""
+  is stopped and says what happens next: "go" on, "kill" (kill -9 now) or "kill_in_save"
+  (on, and kill -9 as soon as a checkpoint save's temporary folder appears)."""
 
   def __init__(self, workdir, tag):
     self.workdir, self.pauses = workdir, workdir.parent / f"pauses_{tag}"
@@ -126,8 +125,6 @@ class _Pausing:
       action = on_pause(self.point())
       if action == "kill":
         return self._kill()
-      if action == "term":
-        os.kill(pid, signal.SIGTERM)
       os.kill(pid, signal.SIGCONT)
       if action == "kill_in_save":
         return self._kill_in_save()
@@ -169,13 +166,13 @@ RESUMED = (("latest_saved", 7),  # The SIGTERM save, its commit not written.
 
 
 def test_every_kill_point_resumes_to_the_same_results(reference, tmp_path, caplog):
-  """Run 1 is killed -9 inside its first checkpoint save (best/6 complete, ckpt/6 a
-  temporary folder: the state that once made every rerun fail). Run 2, the same command,
-  is stopped at every save point; while it holds the workdir a second training there is
-  refused; at the end of epoch 1 it gets SIGTERM and saves mid-epoch (exit 143). Run 3 is
-  that command again, in process, to the end. The workdir at the points of RESUMED is
-  copied and resumed: each, like run 3, ends with the results and metrics of the
-  uninterrupted run."""
+  """Run 1, run.py, is stopped at every save point and killed -9 inside its first
+  checkpoint save (best/6 complete, ckpt/6 a temporary folder: the state that once made
+  every rerun fail). Run 2, the same run in process, resumes from there; while it holds
+  the workdir a second training there is refused; at the end of epoch 1 it gets SIGTERM
+  and saves mid-epoch (exit 143). Run 3 is that command again to the end. The workdir at
+  the points of RESUMED is copied and resumed: each, like run 3, ends with the results and
+  metrics of the uninterrupted run."""
   workdir, states = tmp_path / "run", {}
   snap = lambda point: _snapshot(workdir, tmp_path / "states", states, point)
 
@@ -194,10 +191,20 @@ def test_every_kill_point_resumes_to_the_same_results(reference, tmp_path, caplo
       with pytest.raises(workdir_lock.WorkdirBusy, match=r"in use by another training \(pid"):
         train.train_and_evaluate(_smoke_config(), workdir)
       refused.append(point)
-    return "term" if point == "history_written" else "go"
-  assert _Pausing(workdir, 2).run(second) == 143
-  assert refused and "SIGTERM: saved step 7 mid-epoch" in _log(workdir)
+    if point == "history_written":  # As a preemption would, at the end of epoch 1.
+      os.kill(os.getpid(), signal.SIGTERM)
+  handler = signal.getsignal(signal.SIGTERM)
+  save_points.observer = second
+  try:
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as stopped:
+      train.train_and_evaluate(_smoke_config(), workdir)
+  finally:
+    save_points.observer = None
+  assert stopped.value.code == 143 and refused
+  assert "SIGTERM: saved step 7 mid-epoch" in caplog.text
+  assert signal.getsignal(signal.SIGTERM) == handler  # The run put the handler back.
 
+  caplog.clear()
   save_points.observer = snap
   try:
     with caplog.at_level(logging.INFO):
