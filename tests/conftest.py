@@ -53,7 +53,11 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # What the compilation cache did in this process, written at its end for the summary line.
 _COMPILES = collections.Counter()
-_STATS_DIR = pathlib.Path(os.environ["MIRD_JAX_TEST_XLA_CACHE"] + "-stats")
+# The session's first process makes the folder the others write their counts into.
+_MADE_STATS = "MIRD_JAX_TEST_XLA_STATS" not in os.environ
+if _MADE_STATS:
+  os.environ["MIRD_JAX_TEST_XLA_STATS"] = tempfile.mkdtemp(prefix="mird_jax_xla_stats_")
+_STATS_DIR = pathlib.Path(os.environ["MIRD_JAX_TEST_XLA_STATS"])
 
 
 def _count_event(event, **kwargs):
@@ -167,14 +171,12 @@ def pytest_collection_modifyitems(items):
 
 def pytest_sessionfinish(session):
   del session
-  if os.environ.get("PYTEST_XDIST_WORKER"):  # The first process reads them at its end.
-    _STATS_DIR.mkdir(exist_ok=True)
+  if not _MADE_STATS:  # A pytest-xdist worker: the first process reads them at its end.
     (_STATS_DIR / f"{os.getpid()}.json").write_text(json.dumps(_COMPILES))
 
 
 def pytest_terminal_summary(terminalreporter):
-  counts = [_COMPILES] + [json.loads(f.read_text()) for f in (
-      sorted(_STATS_DIR.glob("*.json")) if _STATS_DIR.is_dir() else ())]
+  counts = [_COMPILES] + [json.loads(f.read_text()) for f in sorted(_STATS_DIR.glob("*.json"))]
   totals = collections.Counter()
   for c in counts:
     totals.update(c)
@@ -189,6 +191,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def pytest_unconfigure(config):
   del config
-  if _MADE_CACHE and not os.environ.get("PYTEST_XDIST_WORKER"):
-    shutil.rmtree(os.environ["MIRD_JAX_TEST_XLA_CACHE"], ignore_errors=True)
+  if _MADE_STATS:
     shutil.rmtree(_STATS_DIR, ignore_errors=True)
+  if _MADE_CACHE:
+    shutil.rmtree(os.environ["MIRD_JAX_TEST_XLA_CACHE"], ignore_errors=True)

@@ -75,7 +75,8 @@ def curves(history: list[dict], path: pathlib.Path, select_metric: str) -> None:
     ax.set_xlabel("epoch")
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
-  fig.tight_layout()
+  # Fixed margins: tight_layout measured every tick label first, 60% of the figure's time.
+  fig.subplots_adjust(left=0.04, right=0.99, bottom=0.07, top=0.96, wspace=0.22, hspace=0.3)
   fig.savefig(path, dpi=80)
   plt.close(fig)
 
@@ -110,7 +111,7 @@ def latent_projection(latents: dict[str, np.ndarray], path: pathlib.Path, *,
       ax.scatter(*y[which == i].T, s=4, alpha=0.5, label=name)
     ax.set_title(f"{title} of the test latents")
     ax.legend(markerscale=3)
-  fig.tight_layout()
+  fig.subplots_adjust(left=0.08, right=0.98, bottom=0.07, top=0.93, wspace=0.2)
   fig.savefig(path, dpi=80)
   plt.close(fig)
   return [title for title, _ in panels]

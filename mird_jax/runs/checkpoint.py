@@ -2,6 +2,11 @@
 
   ckpt/<step>/    latest: the whole TrainState plus a JSON `meta` (epoch, mid-epoch iterator
                   state, best-so-far, history): all a restart needs to continue exactly.
+                  The state's leaves are packed into one flat array per dtype (`state`),
+                  with their paths, shapes and dtypes in `layout`: Orbax spends about a
+                  millisecond of CPU on every leaf it writes, 0.9 s a save for the ~700
+                  small leaves of a smoke-size state, 0.05 s packed. (Checkpoints written
+                  unpacked, by earlier versions, still restore.)
   best/<step>/    params of a selected epoch, with {"epoch", "valid"}.
   progress.json   the commit record: the newest step whose ckpt/ and best/ are complete,
                   and, for each kept latest checkpoint, the best step it selected.
@@ -60,6 +65,48 @@ def _to_save(tree):
   return jax.device_get(tree) if jax.process_count() == 1 else tree
 
 
+def _host_leaves(tree) -> list[np.ndarray]:
+  """The leaves of a replicated tree as host arrays (one replica: every process holds the
+  whole state)."""
+  return [np.asarray(x.addressable_shards[0].data) if isinstance(x, jax.Array) else
+          np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _leaf_layout(tree) -> list[list]:
+  """[path, shape, dtype] of each leaf of `tree` (arrays or ShapeDtypeStructs), in order."""
+  return [[jax.tree_util.keystr(path), list(np.shape(x)), np.dtype(x.dtype).name]
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def pack(tree) -> tuple[dict[str, np.ndarray], list[list]]:
+  """({dtype name: the leaves of that dtype, flattened and concatenated in tree order},
+  the layout that `unpack` needs)."""
+  layout, leaves = _leaf_layout(tree), _host_leaves(tree)
+  packed = {}
+  for dtype in sorted({d for _, _, d in layout}):
+    parts = [x.ravel() for x, (_, _, d) in zip(leaves, layout) if d == dtype]
+    packed[dtype] = np.concatenate(parts) if parts else np.zeros((0,), dtype)
+  return packed, layout
+
+
+def unpack(packed: dict[str, np.ndarray], layout: list[list], abstract):
+  """`abstract`'s tree with the leaves cut back out of `packed`, as host arrays. The
+  layout must be the abstract tree's own: a state of other paths, shapes or dtypes is
+  refused, naming the first leaf that differs."""
+  want = _leaf_layout(abstract)
+  if want != layout:
+    diff = next((f"{w} != {h}" for w, h in zip(want, layout) if w != h),
+                f"{len(layout)} leaves, expected {len(want)}")
+    raise ValueError(f"the checkpoint's state has another layout: {diff}")
+  offsets = dict.fromkeys(packed, 0)
+  leaves = []
+  for _, shape, dtype in layout:
+    size = int(np.prod(shape))
+    leaves.append(packed[dtype][offsets[dtype]:offsets[dtype] + size].reshape(shape))
+    offsets[dtype] += size
+  return jax.tree.unflatten(jax.tree.structure(abstract), leaves)
+
+
 def abstract_like(tree, sharding):
   """ShapeDtypeStructs of `tree` placed with `sharding` (a restore target)."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
@@ -107,7 +154,7 @@ class Checkpoints:
 
   # Saving.
   def _save(self, manager, step: int, **items) -> None:
-    args = ocp.args.Composite(**{k: (ocp.args.JsonSave(v) if k == "meta" else
+    args = ocp.args.Composite(**{k: (ocp.args.JsonSave(v) if k in ("meta", "layout") else
                                      ocp.args.StandardSave(_to_save(v)))
                                  for k, v in items.items()})
     try:
@@ -124,7 +171,8 @@ class Checkpoints:
     save_points.reached("best_saved")
 
   def save_latest(self, step: int, state, meta: dict) -> None:
-    self._save(self.latest, step, state=state, meta=meta)
+    packed, layout = pack(state)
+    self._save(self.latest, step, state=packed, layout=layout, meta=meta)
     save_points.reached("latest_saved")
 
   def committed_text(self) -> str:
@@ -157,8 +205,20 @@ class Checkpoints:
 
   # Resuming.
   def _restore_latest_at(self, step: int, abstract_state):
-    restored = _restore(self.latest, step, abstract_state, "state", with_meta=True)
-    return restored["state"], restored["meta"]
+    if not (pathlib.Path(self.latest.directory) / str(step) / "layout").is_dir():
+      restored = _restore(self.latest, step, abstract_state, "state", with_meta=True)
+      return restored["state"], restored["meta"]  # Written unpacked (earlier versions).
+    layout = self.latest.restore(step, args=ocp.args.Composite(
+        layout=ocp.args.JsonRestore()))["layout"]
+    sizes = {}
+    for _, shape, dtype in layout:
+      sizes[dtype] = sizes.get(dtype, 0) + int(np.prod(shape))
+    target = {d: np.empty((n,), d) for d, n in sizes.items()}
+    restored = dict(self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())))
+    state = unpack(restored["state"], layout, abstract_state)
+    return jax.device_put(state, jax.tree.map(lambda x: x.sharding, abstract_state)), \
+        restored["meta"]
 
   def resume(self, abstract_state):
     """(state, meta) of the checkpoint to continue from, or None when nothing is committed

@@ -83,10 +83,22 @@ def refresh_keys(key, n: int):
 
 
 def create_state(params, tx_main, tx_club, rules, hparams) -> TrainState:
+  """The state before the first step. One compiled program per (optimisers, rules): made
+  one eager op at a time, the optimisers' ~500 zero leaves took 0.1 s a call on a CPU."""
+  return _jit_create_state(tx_main, tx_club, tuple(map(tuple, rules)))(params, hparams)
+
+
+def _create_state(params, hparams, *, tx_main, tx_club, rules) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_main=tx_main.init(params),
                     opt_club=tx_club.init(estimators.club_leaves(params, rules)),
                     hparams=hparams)
+
+
+@functools.lru_cache(maxsize=8)
+def _jit_create_state(tx_main, tx_club, rules):
+  return jax.jit(functools.partial(_create_state, tx_main=tx_main, tx_club=tx_club,
+                                   rules=rules))
 
 
 def train_step(state: TrainState, batch, unlabeled, *, model, tx_main, tx_club, rules,

@@ -147,3 +147,36 @@ def test_nothing_to_restore(tmp_path):
   (tmp_path / "results.json").write_text("{}")
   with pytest.raises(checkpoint.CheckpointError, match="holds results.json but no checkpoint"):
     checkpoint.Checkpoints(tmp_path, keep=2).resume(_target(mesh))
+
+
+def test_the_latest_state_is_packed_and_unpacked_ones_still_restore(tmp_path):
+  """ckpt/<S> holds the state as one flat array per dtype beside its layout; a checkpoint
+  written unpacked (as earlier versions did) resumes the same; a target of another layout
+  is refused in one line naming the leaf that differs."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(jax.devices()[:2])
+  state, meta = _state(mesh, 2.0), _meta(1, 1, [4])
+  ckpts = checkpoint.Checkpoints(tmp_path / "packed", keep=2)
+  _epoch_end(ckpts, 4, state, meta, improved=True)
+  ckpts.close()
+  raw = ocp.CheckpointManager(tmp_path / "packed" / "ckpt")
+  stored = raw.restore(4, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  raw.close()
+  assert {k: v.shape for k, v in stored.items()} == {"float32": (17,), "int32": (1,)}
+  unpacked = tmp_path / "unpacked"
+  old = checkpoint.Checkpoints(unpacked, keep=2)
+  old._save(old.latest, 4, state=state, meta=meta)  # pylint: disable=protected-access
+  old.commit(4, meta)
+  old.close()
+  assert not (unpacked / "ckpt" / "4" / "layout").exists()
+  for workdir in (tmp_path / "packed", unpacked):
+    restored, got = checkpoint.Checkpoints(workdir, keep=2).resume(_target(mesh))
+    assert got == meta
+    jax.tree.map(np.testing.assert_array_equal, restored, jax.device_get(state))
+    assert restored.params["w"].sharding == sharding.replicated(mesh)
+  other = _target(mesh).replace(params={"w": jax.ShapeDtypeStruct((4, 3), jnp.float32),
+                                        "b": _target(mesh).params["b"]})
+  with pytest.raises(checkpoint.CheckpointError, match=(
+      r"another layout: \[\"\.params\['w'\]\", \[4, 3\], 'float32'\] != "
+      r"\[\"\.params\['w'\]\", \[3, 4\], 'float32'\]")):
+    checkpoint.Checkpoints(tmp_path / "packed", keep=2).resume(other)
