@@ -278,7 +278,8 @@ def _finish(study, config, workdir, params, metric, mesh, train_fn) -> dict:
   elif config.sweep.confirm_seeds > 0 and study.get_trials(states=(State.COMPLETE,)):
     sweep_report.write(study, config, workdir, params, metric, None)  # The search, first.
     confirmation = _confirm(study, config, workdir, params, mesh, train_fn)
-  return sweep_report.write(study, config, workdir, params, metric, confirmation)
+  return sweep_report.write(study, config, workdir, params, metric, confirmation,
+                           running=tuple(running))
 
 
 def _confirm(study, config, workdir, params, mesh, train_fn):

@@ -150,9 +150,10 @@ def _confirmation(c: Confirmation | None) -> dict | None:
           "table": compare.table([str(c.best), str(c.base)], reference=str(c.base))}
 
 
-def write(study, config, workdir, params, metric: str, confirmation: Confirmation | None
-          ) -> dict:
-  """Writes sweep.json, sweep.md and the plots; returns sweep.json's content."""
+def write(study, config, workdir, params, metric: str, confirmation: Confirmation | None,
+          running: tuple[int, ...] = ()) -> dict:
+  """Writes sweep.json, sweep.md and the plots; returns sweep.json's content. While
+  `running` trials still run in other workers, the plots are left to the last of them."""
   workdir = pathlib.Path(workdir)
   trials = _sorted(study.get_trials(), study.direction)
   complete = [t for t in trials if t.state == State.COMPLETE]
@@ -168,7 +169,9 @@ def write(study, config, workdir, params, metric: str, confirmation: Confirmatio
                 "params": complete[0].params} if complete else None),
       "base": {p.key: config_check.get(config, p.key) for p in params},
       "importances": importances, "importances_note": why,
-      "plots": _plots(study, workdir),
+      "plots": ({name: f"not drawn yet: trials {list(running)} still run in other workers; "
+                       "the last of them draws it" for name in PLOTS} if running else
+                _plots(study, workdir)),
       "confirmation": _confirmation(confirmation),
   }
   outputs.atomic_write(workdir / "sweep.json", outputs.dumps(report))

@@ -132,6 +132,7 @@ def _sqlite_sweep(tmp_path_factory, smoke_exp):
       break
     os.kill(a.pid, signal.SIGCONT)
   _run_here(workdir, "b")  # While a, stopped, holds its trial.
+  shutil.copy(workdir / "sweep.json", workdir.parent / "sweep.b.json")  # b's report.
   os.kill(a.pid, signal.SIGKILL)
   os.waitpid(a.pid, 0)
   a.returncode = -9
@@ -145,6 +146,12 @@ def test_two_workers_on_sqlite_run_exactly_the_budget_none_twice(sqlite_sweep):
   ran_a = _trials_ran(_log(sqlite_sweep, "a_restarted"))
   assert ran_b and len(ran_a) == 1 and sorted(ran_a + ran_b) == list(range(TRIALS))
   assert "still run in other workers" in _log(sqlite_sweep, "b")  # b left a's trial alone.
+  # b's report, written while a's trial ran, leaves the plots to the last worker.
+  interim = json.loads((sqlite_sweep.parent / "sweep.b.json").read_text())
+  assert interim["plots"]["sweep_history.png"].startswith(
+      f"not drawn yet: trials {ran_a} still run in other workers")
+  assert json.loads((sqlite_sweep / "sweep.json").read_text())["plots"][
+      "sweep_history.png"] == "" and (sqlite_sweep / "sweep_history.png").is_file()
 
 
 def test_a_killed_worker_resumes_its_trial_where_it_stopped(sqlite_sweep):
