@@ -468,9 +468,9 @@ def test_readme_restore_lines_predict_like_the_run_on_any_device_count(reference
   from data_pipelines import tfds_builders  # pylint: disable=g-import-not-at-top
   config = _smoke_config()
   test = tfds_builders.prepare(config, reference)["test"]
-  rows = input_pipeline.read_rows(test, range(4))
-  batch = {k: rows[k] for k in ("text_ids", "text_mask", "text_type", "audio", "audio_len",
-                                "vision", "vision_len")}
+  rows = input_pipeline.read_rows(test, range(2))  # The snippet's batch size: its program.
+  batch = {k: jax.numpy.asarray(rows[k]) for k in (
+      "text_ids", "text_mask", "text_type", "audio", "audio_len", "vision", "vision_len")}
   pred, _ = jax.jit(ns["model"].apply)({"params": params}, batch)
   written = {line.split(",")[0]: float(line.split(",")[3]) for line in
              (reference / "predictions.csv").read_text().splitlines()[1:]}
