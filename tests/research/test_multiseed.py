@@ -1,7 +1,8 @@
 """The multi-seed protocol: its summary, its resumption, and what each seed's run writes.
 
 The multi-seed run uses smoke_config() on the session's one-device mesh, so it runs on the
-compiled programs `smoke_exp` already built (the seed is a run-time value)."""
+compiled programs `smoke_exp` already built (the seed is a run-time value), with a train
+split of 6 batches (the dataset's size is a run-time value too)."""
 
 import json
 import shutil
@@ -17,19 +18,20 @@ from mird_jax.runs import workdir as workdir_lib
 from smoke import smoke_config
 
 
-def _multiseed_config(smoke_exp):
-  """Two one-epoch seeds on the session's smoke dataset (read, never rebuilt)."""
+def _multiseed_config():
+  """Two one-epoch seeds of 6 steps; the test split keeps its 160 examples (the probes of
+  the disentanglement check need them). The protocol builds its one dataset in its
+  workdir."""
   config = smoke_config()
+  config.data.synthetic.n_train = 48
   config.train.epochs, config.num_seeds, config.seed = 1, 2, 4
-  manual = smoke_exp.manual_dir
-  config.data.manual_dir, config.data.data_dir = str(manual), str(manual.parent / "tfds")
   return config
 
 
 @pytest.fixture(name="seeds_dir", scope="module")
 def _seeds_dir(smoke_exp, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("multiseed")
-  multiseed.run(_multiseed_config(smoke_exp), workdir, mesh=smoke_exp.mesh)
+  multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
   return workdir
 
 
@@ -51,12 +53,13 @@ def test_multiseed_summary_is_the_mean_and_std_of_its_seeds(seeds_dir):
   assert summary["config"]["seed"] == 4 and summary["config"]["num_seeds"] == 2
   md = (seeds_dir / "summary.md").read_text()
   assert "# Summary over 2 seeds (4, 5)" in md and "| MAE |" in md and '"num_seeds": 2' in md
-  # Every seed read the one dataset (here the session's), none built its own.
+  # Every seed read the protocol's one dataset, none built its own.
+  assert (seeds_dir / "tfds").is_dir() and (seeds_dir / "raw").is_dir()
   assert not list(seeds_dir.glob("seed_*/tfds")) and not list(seeds_dir.glob("seed_*/raw"))
 
 
-def test_a_seed_equals_a_single_run_with_that_seed(seeds_dir, smoke_exp):
-  config = multiseed.seed_config(_multiseed_config(smoke_exp), 5, seeds_dir)
+def test_a_seed_equals_a_single_run_with_that_seed(seeds_dir):
+  config = multiseed.seed_config(_multiseed_config(), 5, seeds_dir)
   assert config.seed == 5
   single = json.loads((seeds_dir / "seed_5" / "results.json").read_text())
   saved = json.loads((seeds_dir / "seed_5" / "config.json").read_text())
@@ -71,9 +74,9 @@ def test_rerun_skips_finished_seeds_and_refuses_another_config(seeds_dir, smoke_
     raise AssertionError("a finished seed was trained again")
   monkeypatch.setattr(train, "train_and_evaluate", no_training)
   before = (seeds_dir / "summary.json").read_text()
-  multiseed.run(_multiseed_config(smoke_exp), seeds_dir, mesh=smoke_exp.mesh)
+  multiseed.run(_multiseed_config(), seeds_dir, mesh=smoke_exp.mesh)
   assert (seeds_dir / "summary.json").read_text() == before
-  other = _multiseed_config(smoke_exp)
+  other = _multiseed_config()
   other.model.constraint = "none"
   with pytest.raises(config_check.ConfigError, match=r"different config \(changed: "
                      r"model.constraint\)"):
@@ -101,13 +104,13 @@ def test_a_multiseed_run_killed_mid_seed_ends_with_the_same_summary(seeds_dir, s
   save_points.observer = kill
   try:
     with pytest.raises(_Killed):
-      multiseed.run(_multiseed_config(smoke_exp), workdir, mesh=smoke_exp.mesh)
+      multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
   finally:
     save_points.observer = None
   assert not (workdir / "seed_5" / "results.json").exists()
   assert workdir_lib.step_dirs(workdir / "seed_5" / "best") and not workdir_lib.step_dirs(
       workdir / "seed_5" / "ckpt")
-  multiseed.run(_multiseed_config(smoke_exp), workdir, mesh=smoke_exp.mesh)
+  multiseed.run(_multiseed_config(), workdir, mesh=smoke_exp.mesh)
   for name in ("summary.json", "seed_4/results.json", "seed_5/results.json",
                "seed_5/metrics.jsonl"):
     assert (workdir / name).read_text() == (seeds_dir / name).read_text(), name
@@ -156,7 +159,7 @@ def test_robustness_scores_every_seed_into_the_summary(seeds_dir, smoke_exp, tmp
   from mird_jax.runs import errors  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / "protocol"
   shutil.copytree(seeds_dir, workdir)
-  config = _multiseed_config(smoke_exp)
+  config = _multiseed_config()
   config.robustness.conditions = ("remove:audio", "noise:1.0")
   before = {s: (workdir / f"seed_{s}" / "results.json").read_text() for s in (4, 5)}
   summary = multiseed.robustness_only(config, workdir, mesh=smoke_exp.mesh)

@@ -55,8 +55,10 @@ def _proposals(workdir) -> list[dict]:
 
 @pytest.fixture
 def no_plots(monkeypatch):
-  """The search alone: the report's figures (drawn and checked below) cost seconds."""
+  """The search alone: the report's figures (drawn and checked below) cost seconds, and
+  the dataset each sweep builds in its workdir is never read by _fake_train."""
   monkeypatch.setattr(sweep_report, "_plots", lambda study, workdir: {})
+  monkeypatch.setattr(sweep.tfds_builders, "prepare", lambda config, workdir: None)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
