@@ -229,3 +229,16 @@ def test_docs_exist_and_the_readme_links_them():
   for name in ("design.md", "metrics.md", "data.md", "differences.md", "results.md"):
     assert (REPO / "docs" / name).is_file(), name
     assert f"docs/{name}" in readme, name
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+  """.ci/run installs as README's (b) does and runs its pytest command unchanged (the
+  slowest tests are added from the environment)."""
+  readme = (REPO / "README.md").read_text()
+  (line,) = [l for l in readme.splitlines() if "-m pytest" in l and l.startswith(".venv/")]
+  pytest_command = ".venv/bin/python -m pytest" + line.split("/bin/python -m pytest", 1)[1]
+  ci = (REPO / ".ci" / "run").read_text()
+  assert pytest_command in ci.splitlines(), pytest_command
+  assert 'PYTEST_ADDOPTS="--durations=15"' in ci
+  for requirements in ("requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt"):
+    assert requirements in line and requirements in ci, requirements
