@@ -6,6 +6,8 @@ import pickle
 
 import numpy as np
 
+from data_pipelines import safe_pickle
+
 
 class DataError(ValueError):
   """A data file does not match its format or the config."""
@@ -34,13 +36,18 @@ def sha256(path) -> str:
 
 
 def load_pickle(path) -> object:
-  """Unpickles a file the user named. Pickles run code when loaded: never pass other paths."""
+  """Unpickles a data file through safe_pickle: only the globals a feature file needs (numpy
+  arrays and dtypes, containers, strings, numbers) are admitted, so it cannot run code."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file")
   try:
     with open(path, "rb") as f:
-      return pickle.load(f)
+      return safe_pickle.load(f)
+  except safe_pickle.RefusedGlobal as e:
+    raise DataError(f"{path}: refused: the pickle asks for the global '{e.qualified}', which "
+                    f"no data file needs (admitted: {safe_pickle.WHAT_IS_ADMITTED}); a pickle "
+                    "naming other globals can run code when loaded, so it was not loaded") from e
   except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
           ImportError, IndexError, KeyError, MemoryError) as e:
     raise DataError(f"{path}: cannot unpickle it ({type(e).__name__}: {e}); the file is "
