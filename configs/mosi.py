@@ -21,9 +21,23 @@ ConfigDict = ml_collections.ConfigDict
 def _data() -> ConfigDict:
   d = ConfigDict()
   d.name = "cmu_mosi"  # TFDS builder: cmu_mosi | cmu_mosei | synthetic_mosi.
-  # Raw file format: mmsa (aligned_50/unaligned_50.pkl) | mird | mag (MAG-BERT/MIB pickle).
+  # Raw file format: mmsa (aligned_50/unaligned_50.pkl) | mird | mag (MAG-BERT/MIB pickle) |
+  # label_csv (an MMSA label.csv, alone or joined with CMU-SDK .csd files; configs/real.py).
   d.format = "mmsa"
   d.file = "unaligned_50.pkl"  # Labelled file, looked up in manual_dir.
+  # format=label_csv: the .csd computational sequences joined with label.csv, in manual_dir;
+  # "" = none, and a modality without a file is one zero frame (a text-only dataset).
+  d.audio_csd = ""
+  d.vision_csd = ""
+  # The label .csd whose row k-1 of a video gives segment <video>_k's interval (frame-level
+  # files need it) and whose labels must agree with label.csv's; "" = the intervals of the
+  # first feature file's rows (utterance-level files: one row per segment).
+  d.label_csd = ""
+  d.split = "file"  # label_csv: file (its mode column) | standard (the SDK's published folds).
+  d.missing_segments = "refuse"  # A label.csv segment absent from a .csd: refuse | drop.
+  # z-score each audio and vision feature with the train split's statistics (valid frames),
+  # applied to every split; real features are on wildly different scales.
+  d.standardize = False
   d.unlabeled_file = ""  # Unlabelled pool (MIRD flat dict) in manual_dir; "" = none.
   # Ground-truth factors (the synthetic benchmark's factors.npz) in manual_dir, for the
   # ridge probes of the disentanglement check; "" = none (real data has none).

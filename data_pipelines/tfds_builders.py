@@ -14,10 +14,14 @@ import hashlib
 import json
 import pathlib
 
+from absl import logging
+import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import example
 from data_pipelines import readers
+from data_pipelines import segments
+from data_pipelines import standardize
 from data_pipelines import synthetic
 from data_pipelines import text
 
@@ -37,6 +41,15 @@ class MirdBuilderConfig(tfds.core.BuilderConfig):
   tokenizer: str = ""  # bert.path: re-tokenises raw_text when text_bert does not match.
   vocab_size: int = 0  # 0: not checked (pretrained tokenizer); else ids must be below it.
   max_abs_feature: float = 1e6  # Larger |feature values| stop the build (data.max_abs_feature).
+  # fmt=label_csv: the .csd files joined with the label.csv `file` ("" = none), how the
+  # splits are made and what happens to segments absent from a .csd (segments.Sources).
+  audio_csd: str = ""
+  vision_csd: str = ""
+  label_csd: str = ""
+  split: str = "file"
+  folds: str = "mosi"
+  missing_segments: str = "refuse"
+  standardize: bool = False  # z-score audio and vision with train-split statistics.
   synthetic_json: str = ""  # synthetic_mosi only: the SyntheticSpec as JSON.
   fingerprint: str = ""  # Size and mtime of the raw files, so a changed file rebuilds.
 
@@ -77,10 +90,25 @@ class _MirdBuilder(tfds.core.ShardBasedBuilder, skip_registration=True):
     spec = readers.ReadSpec(cfg.dims(), cfg.label_min, cfg.label_max, cfg.vocab_size or None,
                             cfg.max_abs_feature)
     tokenizer = text.load_tokenizer(cfg.tokenizer)
-    splits, _, _ = readers.read_labelled(raw / cfg.file, spec, tokenizer, cfg.fmt)
+    if cfg.fmt == segments.FORMAT:
+      splits, _ = segments.read_labelled(raw / cfg.file, spec, _sources(cfg, raw), tokenizer)
+    else:
+      splits, _, _ = readers.read_labelled(raw / cfg.file, spec, tokenizer, cfg.fmt)
     if cfg.unlabeled_file:
       splits["unlabeled"], _ = readers.read_pool(raw / cfg.unlabeled_file, spec, tokenizer)
+    if cfg.standardize:
+      splits, stats = standardize.standardize(splits)
+      logging.info("standardised audio and vision with train-split statistics: %s", {
+          m: f"mean |mu| {np.abs(mu).mean():.3g}, mean sigma {sd.mean():.3g}"
+          for m, (mu, sd) in stats.items()})
     return {name: [functools.partial(_examples, split)] for name, split in splits.items()}
+
+
+def _sources(cfg: MirdBuilderConfig, raw: pathlib.Path) -> segments.Sources:
+  path = lambda name: raw / name if name else None
+  return segments.Sources(audio=path(cfg.audio_csd), vision=path(cfg.vision_csd),
+                          labels=path(cfg.label_csd), split=cfg.split, folds=cfg.folds,
+                          missing=cfg.missing_segments)
 
 
 def _examples(split):
@@ -97,6 +125,8 @@ class CmuMosi(_MirdBuilder):
       (SHA-256 in data_pipelines/tools/verify.py; check with python -m data_pipelines.tools.verify).
     MIRD: the MIRD code's data/mosi/mosi.pkl (data.format=mird).
     MAG-BERT/MIB: the word-aligned datasets/mosi.pkl (data.format=mag, configs/mib_mosi.py).
+    CMU-SDK / MMSA: an MMSA label.csv (data.format=label_csv), and the .csd computational
+      sequences named by data.audio_csd, data.vision_csd and data.label_csd (configs/real.py).
   An unlabelled pool (MIRD's emovoxceleb.pkl) goes beside it, named by data.unlabeled_file.
   Nothing is downloaded by this builder."""
   BUILDER_CONFIGS = [
@@ -117,6 +147,7 @@ class CmuMosei(_MirdBuilder):
     MMSA: MOSEI/Processed/unaligned_50.pkl or aligned_50.pkl from the MMSA release.
     MIRD: data/mosei/mosei.pkl in the MIRD layout (data.format=mird).
     MAG-BERT/MIB: the word-aligned datasets/mosei.pkl (data.format=mag).
+    CMU-SDK / MMSA: a label.csv and .csd files (data.format=label_csv), as for CMU-MOSI.
   Nothing is downloaded by this builder."""
   BUILDER_CONFIGS = [
       MirdBuilderConfig(name="unaligned_50", file="unaligned_50.pkl", audio_len=500,
@@ -158,6 +189,15 @@ def ensure_synthetic(raw: pathlib.Path, cfg: MirdBuilderConfig) -> None:
 BUILDERS = {"cmu_mosi": CmuMosi, "cmu_mosei": CmuMosei, "synthetic_mosi": SyntheticMosi}
 
 
+def raw_files(config) -> list[str]:
+  """The names of the files in manual_dir that the configured dataset reads."""
+  d = config.data
+  names = [d.file, d.unlabeled_file]
+  if d.format == segments.FORMAT:
+    names += [d.audio_csd, d.vision_csd, d.label_csd]
+  return [n for n in names if n]
+
+
 def _fingerprint(paths) -> str:
   parts = []
   for p in paths:
@@ -175,13 +215,15 @@ def config_for(config, manual_dir: pathlib.Path) -> MirdBuilderConfig:
       vision_dim=d.vision_dim, label_min=d.label_min, label_max=d.label_max,
       tokenizer=config.bert.path,
       vocab_size=0 if config.bert.pretrained else config.bert.random.vocab_size,
-      max_abs_feature=d.max_abs_feature)
+      max_abs_feature=d.max_abs_feature, standardize=d.standardize)
+  if d.format == segments.FORMAT:
+    fields.update(audio_csd=d.audio_csd, vision_csd=d.vision_csd, label_csd=d.label_csd,
+                  split=d.split, folds=d.metric_dataset, missing_segments=d.missing_segments)
   if d.name == "synthetic_mosi":
     fields["synthetic_json"] = json.dumps(dataclasses.asdict(
         synthetic.SyntheticSpec.from_config(d)), sort_keys=True)
   else:
-    files = [d.file] + ([d.unlabeled_file] if d.unlabeled_file else [])
-    fields["fingerprint"] = _fingerprint([manual_dir / f for f in files])
+    fields["fingerprint"] = _fingerprint([manual_dir / f for f in raw_files(config)])
   digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
   name = f"{d.format}_t{d.text_len}_a{d.audio_len}x{d.audio_dim}_v{d.vision_len}x{d.vision_dim}"
   return MirdBuilderConfig(name=f"{name}_{digest}", **fields)
@@ -204,10 +246,10 @@ def prepare(config, workdir) -> dict[str, object]:
   builder_cls = BUILDERS[config.data.name]
   if config.data.name != "synthetic_mosi":
     instructions = " ".join(builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS.split())
-    for f in filter(None, (config.data.file, config.data.unlabeled_file)):
+    for f in raw_files(config):
       if not (manual / f).is_file():
-        raise FileNotFoundError(f"{manual / f}: no such file (data.file or data.unlabeled_file "
-                                f"in data.manual_dir). {instructions}")
+        raise FileNotFoundError(f"{manual / f}: no such file (data.file, data.unlabeled_file "
+                                f"or a data.*_csd, in data.manual_dir). {instructions}")
   builder = builder_cls(config=config_for(config, manual), data_dir=str(data_dir),
                         file_format="array_record")
   builder.download_and_prepare(

@@ -7,6 +7,7 @@ Every error names the key, the value found and what is allowed.
 import math
 
 from data_pipelines import readers
+from data_pipelines import segments
 from mird_jax.evaluation import corruptions
 from mird_jax.evaluation import metrics
 
@@ -14,9 +15,11 @@ from mird_jax.evaluation import metrics
 # allowed values from here.
 CHOICES = {
     "data.name": ("cmu_mosi", "cmu_mosei", "synthetic_mosi"),
-    "data.format": readers.FORMATS,
+    "data.format": readers.FORMATS + (segments.FORMAT,),
+    "data.split": ("file", "standard"),
+    "data.missing_segments": ("refuse", "drop"),
     "data.metric_dataset": ("mosi", "mosei", "sims"),
-    "model.name": ("mird", "mib"),
+    "model.name": ("mird", "mib", "text"),
     "model.fusion": ("wsa", "wa"),
     "model.av_encoder": ("lstm", "transformer"),
     "model.mib.variant": ("early", "late", "complete"),
@@ -131,16 +134,24 @@ def validate(config) -> None:
   if config.model.share_bert and not config.bert.pretrained_agnostic:
     raise ConfigError("bert.pretrained_agnostic=False keeps the agnostic BERT random while "
                       "model.share_bert=True makes it the language BERT: set one of them back")
-  if config.loss.scale_free and config.model.name == "mib":
+  if config.loss.scale_free and config.model.name != "mird":
     raise ConfigError("loss.scale_free=True standardises the latents of MIRD's MI and "
-                      "orthogonality penalties; model.name='mib' has neither: set it False")
+                      f"orthogonality penalties; model.name={config.model.name!r} has neither: "
+                      "set it False")
   if config.loss.scale_free and config.optim.accumulate_steps > 1:
     raise ConfigError(f"loss.scale_free=True standardises over the whole batch, which "
                       f"optim.accumulate_steps={config.optim.accumulate_steps} cannot split "
                       "into microbatches exactly: set one of them back")
   d = config.data
-  if config.model.name == "mib" and d.unlabeled_ratio > 0:
-    raise ConfigError(f"data.unlabeled_ratio={d.unlabeled_ratio} but model.name='mib' trains on "
+  sdk_keys = {"data.audio_csd": d.audio_csd, "data.vision_csd": d.vision_csd,
+              "data.label_csd": d.label_csd, "data.split": d.split != "file"}
+  if d.format != segments.FORMAT and any(sdk_keys.values()):
+    raise ConfigError(f"{[k for k, v in sdk_keys.items() if v][0]} is read with "
+                      f"data.format={segments.FORMAT!r} (a label.csv) only, but "
+                      f"data.format={d.format!r}")
+  if config.model.name != "mird" and d.unlabeled_ratio > 0:
+    raise ConfigError(f"data.unlabeled_ratio={d.unlabeled_ratio} but model.name="
+                      f"{config.model.name!r} trains on "
                       "labelled examples only: set --config.data.unlabeled_ratio=0")
   if d.unlabeled_ratio > 0 and not d.unlabeled_file:
     raise ConfigError(

@@ -1,6 +1,12 @@
 r"""Inspects a feature file: format, splits, dims, lengths, labels, non-finite values, SHA-256.
 
   python -m data_pipelines.tools.verify PATH [--tokenizer DIR] [--vocab-size N]
+  python -m data_pipelines.tools.verify SEQUENCE.csd
+  python -m data_pipelines.tools.verify label.csv [--tokenizer DIR] [--audio-csd A.csd]
+      [--vision-csd V.csd] [--label-csd L.csd] [--split file|standard] [--folds mosi|mosei]
+
+PATH: a pickle (MMSA, MIRD, MAG-BERT), a CMU-SDK computational sequence (.csd, HDF5), or
+an MMSA label.csv, alone or (with a tokenizer) joined with .csd files as training reads it.
 
 Exits 1 with one line naming the split and key at fault when the file cannot be trained on:
 a bad format or value, an empty split, splits whose padded lengths or feature dims differ,
@@ -17,8 +23,14 @@ import sys
 import numpy as np
 
 from data_pipelines import checks
+from data_pipelines import csd
+from data_pipelines import example
+from data_pipelines import label_csv
 from data_pipelines import readers
+from data_pipelines import segments
 from data_pipelines import text
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 # SHA-256 of the public MMSA releases (docs/data.md).
 KNOWN_SHA256 = {
@@ -98,6 +110,69 @@ def describe(path, tokenizer=None, label_range=(-3.0, 3.0),
   return lines
 
 
+def describe_csd(path) -> list[str]:
+  """A computational sequence: its metadata, videos, rows, dims, intervals, values."""
+  path = pathlib.Path(path)
+  with csd.open_sequence(path) as seq:
+    meta = seq.metadata()
+    lines = [f"file: {path} ({path.stat().st_size} bytes)", "format: CMU-SDK computational "
+             f"sequence, root '{seq.root}'",
+             f"description: {meta.get('computational sequence description', '(none)')}"]
+    counts, dims, bad, peak, span = [], set(), 0, 0.0, [np.inf, -np.inf]
+    for video in seq.videos():
+      features, intervals = seq.rows(video)
+      counts.append(len(features))
+      dims.add(features.shape[1])
+      finite = np.isfinite(features)
+      bad += int((~finite).sum())
+      peak = max(peak, float(np.abs(np.where(finite, features, 0)).max(initial=0)))
+      span = [min(span[0], intervals[:, 0].min(initial=np.inf)),
+              max(span[1], intervals[:, 1].max(initial=-np.inf))]
+  if len(dims) > 1:
+    raise checks.fail(str(path), "one feature dim in every video", f"dims {sorted(dims)}")
+  counts = np.asarray(counts)
+  lines += [f"videos: {len(counts)}, rows {counts.sum()} (per video {_summary(counts)})",
+            f"feature dim: {dims.pop() if dims else 0}, largest |value| {peak:g}, "
+            f"non-finite values {bad}",
+            f"intervals: {span[0]:g} s to {span[1]:g} s"]
+  return lines
+
+
+def describe_label_csv(path, tokenizer, label_range, args) -> list[str]:
+  """A label.csv: its segments and splits; with a tokenizer, the dataset training reads."""
+  segs, unused = label_csv.read(path, label_range)
+  videos = {s: len({x.video for x in segs if x.split == s}) for s in readers.SPLITS}
+  lines = [f"file: {path}", "format: MMSA label.csv",
+           f"segments: {len(segs)} in {len({s.video for s in segs})} videos; mode column: " +
+           ", ".join(f"{s} {n} ({videos[s]} videos)"
+                     for s, n in label_csv.split_counts(segs).items())]
+  if unused:
+    lines.append(f"columns not read: {', '.join(unused)}")
+  if tokenizer is None:
+    return lines + ["(give --tokenizer to tokenise the transcripts and join the .csd files)"]
+  near = lambda name: pathlib.Path(path).parent / name if name else None
+  sources = segments.Sources(audio=near(args.audio_csd), vision=near(args.vision_csd),
+                             labels=near(args.label_csd), split=args.split, folds=args.folds)
+  spec = readers.ReadSpec(example.Dims(), *label_range, len(tokenizer))
+  splits, stats = segments.read_labelled(path, spec, sources, tokenizer)
+  for name in readers.SPLITS:
+    lines += _describe_split(name, splits[name], stats[name], True)
+  return lines
+
+
+def _describe_any(args) -> list[str]:
+  path = pathlib.Path(args.path)
+  tokenizer = text.load_tokenizer(args.tokenizer)
+  label_range = tuple(args.label_range)
+  if path.is_file() and path.open("rb").read(8) == _HDF5_SIGNATURE:
+    return describe_csd(path)
+  if path.suffix == ".csd":
+    csd.open_sequence(path)  # Says in one line what it is not.
+  if path.suffix == ".csv":
+    return describe_label_csv(path, tokenizer, label_range, args)
+  return describe(path, tokenizer, label_range, args.vocab_size)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("path")
@@ -106,10 +181,15 @@ def main(argv=None) -> int:
   parser.add_argument("--label_range", type=float, nargs=2, default=(-3.0, 3.0))
   parser.add_argument("--vocab-size", "--vocab_size", type=int, default=None,
                       help="token ids must be below it (default: the tokenizer's size)")
+  for m in ("audio", "vision", "label"):
+    parser.add_argument(f"--{m}-csd", f"--{m}_csd", default="",
+                        help=f"label.csv: the {m} .csd beside it to join")
+  parser.add_argument("--split", default="file", choices=("file", "standard"),
+                      help="label.csv: its mode column, or the SDK's standard folds")
+  parser.add_argument("--folds", default="mosi", choices=("mosi", "mosei"))
   args = parser.parse_args(argv)
   try:
-    lines = describe(args.path, text.load_tokenizer(args.tokenizer), tuple(args.label_range),
-                     args.vocab_size)
+    lines = _describe_any(args)
   except (checks.DataError, FileNotFoundError) as e:
     print(f"verify: {e}", file=sys.stderr)
     return 1

