@@ -107,8 +107,10 @@ def ksg_mi(x_NxD, y_NxE, k: int = 3) -> float:
 def knn_mi_table(latents: dict, k: int, dims: int) -> dict[str, float]:
   """KSG MI between the hub latent and each modality's latent on one split: MIRD's
   {"s_l", "s_a", "s_v"} (z_s against z_l, z_a, z_v) or MIB's {"f_l", "f_a", "f_v"} (the
-  fused z_f against each unimodal one)."""
+  fused z_f against each unimodal one); {} for a model without a hub (text only)."""
   hub = "s" if "z_s" in latents else "f"
+  if f"z_{hub}" not in latents:
+    return {}
   reduced = {z: principal_components(v, dims) for z, v in latents.items()}
   return {f"{hub}_{m}": ksg_mi(reduced[f"z_{hub}"], reduced[f"z_{m}"], k) for m in "lav"}
 

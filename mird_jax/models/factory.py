@@ -1,5 +1,5 @@
-"""The only bridge from a config to a model: the families (`model.name`), MIRD (mird.py) and
-MIB (mib.py), built from the config's keys.
+"""The only bridge from a config to a model: the families (`model.name`), MIRD (mird.py),
+MIB (mib.py) and the text-only regressor (text_regressor.py), built from the config's keys.
 
 Every family is a Flax module whose class states the family protocol, which is all that
 shared code (the trainer, diagnostics, checkpoints, eval, multi-seed, tools) may use:
@@ -30,6 +30,7 @@ from mird_jax.models import bert_loading
 from mird_jax.models import mib
 from mird_jax.models import mird
 from mird_jax.models import public_weights
+from mird_jax.models import text_regressor
 
 _BERTS = ("bert_l", "bert_s", "bert")  # Every BERT module name of either family.
 
@@ -94,11 +95,19 @@ def mib_spec(config: ml_collections.ConfigDict, bert_cfg: bert.BertConfig) -> mi
       dtype=config.model.dtype)
 
 
+def text_spec(config: ml_collections.ConfigDict,
+              bert_cfg: bert.BertConfig) -> text_regressor.TextSpec:
+  return text_regressor.TextSpec(bert=bert_cfg, dims=example.Dims.from_config(config.data),
+                                 dropout=config.bert.hidden_dropout, dtype=config.model.dtype)
+
+
 def build(config: ml_collections.ConfigDict):
   """The configured model (a flax module; its `spec` is hashable, so jitted steps key on it)."""
   config_check.require_choice("model.name", config.model.name)
   if config.model.name == "mib":
     return mib.MIB(mib_spec(config, bert_config(config)))
+  if config.model.name == "text":
+    return text_regressor.TextRegressor(text_spec(config, bert_config(config)))
   return mird.MIRD(mird_spec(config, bert_config(config)))
 
 
@@ -117,6 +126,8 @@ def label(config: ml_collections.ConfigDict) -> str:
   """The model in a few words, for the tools' reports."""
   if config.model.name == "mib":
     return f"mib {config.model.mib.variant}"
+  if config.model.name == "text":
+    return "text only (the BERT branch alone)"
   return (f"mird, text reconstruction target {config.model.text_recon_target}, club.steps "
           f"{config.club.steps}, refresh_latents {config.club.refresh_latents}")
 

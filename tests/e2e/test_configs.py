@@ -64,7 +64,8 @@ def test_config_loads_with_every_key(name, variant):
   assert config.data.metric_dataset in ("mosi", "mosei", "sims")
   assert config.train.select_mode in ("min", "max")
   labels = [label for _, label in config.optim.groups]
-  groups = {"mird": ["bert", "club", "main"], "mib": ["bert", "main"]}[config.model.name]
+  groups = {"mird": ["bert", "club", "main"], "mib": ["bert", "main"],
+            "text": ["bert", "main"]}[config.model.name]
   assert labels == groups and config.optim.groups[-1][0] == ".*"
   config_check.validate(config)
   for pattern, _ in config.optim.groups:
@@ -76,8 +77,30 @@ def test_smoke_is_tiny(name):
   full, smoke = _load(name, None), _load(name, "smoke")
   assert smoke.bert.random.hidden_size <= 64 and smoke.bert.random.num_layers <= 2
   assert not smoke.bert.pretrained
-  assert smoke.data.audio_len < full.data.audio_len
+  if name == "real":  # Utterance-level features: one frame in either.
+    assert smoke.data.text_len < full.data.text_len
+  else:
+    assert smoke.data.audio_len < full.data.audio_len
   assert smoke.train.epochs <= 2
+
+
+@pytest.mark.parametrize("dataset", ["text", "utterance", "utterance_novision"])
+def test_every_real_data_config_validates_and_reads_the_public_files(dataset):
+  from configs import real  # pylint: disable=g-import-not-at-top
+  for model in real.MODELS:
+    config = real.get_config(f"{dataset},{model}")
+    config_check.validate(config)
+    d = config.data
+    assert d.format == "label_csv" and d.file == "label.csv" and d.standardize
+    assert config.bert.path == "all-MiniLM-L6-v2" and config.bert.pretrained
+    assert (d.split == "standard") == (dataset == "text")  # Only the text-only set.
+    assert bool(d.audio_csd) == (dataset != "text")
+    assert bool(d.vision_csd) == (dataset == "utterance")
+    assert config.model.name == {"mird": "mird", "text": "text"}.get(model, "mib")
+    paper = real.get_config(f"{dataset},{model},paper")
+    assert paper.optim.bert_lr == paper.optim.main_lr == 1e-5 and paper.train.epochs == 100
+  with pytest.raises(ValueError, match="DATA,MODEL"):
+    real.get_config("utterance,bert")
 
 
 def test_variants_override_the_base_instead_of_copying():
