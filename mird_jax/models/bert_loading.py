@@ -13,7 +13,7 @@ from absl import logging
 import flax
 import numpy as np
 
-from data_pipelines import text
+from data_pipelines import encoders
 from mird_jax.models import bert
 
 # Pre-training heads, a buffer, and the pooler (a model that reads the hidden states only,
@@ -52,9 +52,9 @@ def hf_name(path: str) -> str:
 
 
 def resolve(path: str) -> pathlib.Path:
-  """A local checkpoint directory, an installed encoder's name (text.resolve_encoder: its
-  package's directory, offline), or a hub id resolved through the transformers cache."""
-  local = pathlib.Path(text.resolve_encoder(path))
+  """A local checkpoint directory, an installed encoder's name (data_pipelines/encoders.py:
+  its package's directory, offline), or a hub id resolved through the transformers cache."""
+  local = pathlib.Path(encoders.resolve(path))
   if local.is_dir():
     return local
   try:
