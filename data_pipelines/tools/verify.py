@@ -48,7 +48,7 @@ KNOWN_SHA256 = {
 
 
 def _summary(v: np.ndarray) -> str:
-  return f"min {v.min()}, median {np.median(v):g}, max {v.max()}"
+  return f"min {v.min():g}, median {np.median(v):g}, max {v.max():g}"
 
 
 def _describe_split(name, split, stats, labelled) -> list[str]:

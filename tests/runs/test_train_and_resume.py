@@ -436,18 +436,18 @@ def test_non_finite_loss_stops_with_the_term_and_step_and_keeps_the_checkpoint(
   assert committed == "no step (no checkpoint yet)"
 
 
-def _readme_restore_snippet() -> str:
-  readme = (REPO / "README.md").read_text()
-  block = readme.split("<!-- restore-snippet -->", 1)[1]
+def _documented_restore_snippet() -> str:
+  usage = (REPO / "docs" / "usage.md").read_text()
+  block = usage.split("<!-- restore-snippet -->", 1)[1]
   return block.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.mark.parametrize("n_devices", [1, 2])
-def test_readme_restore_lines_predict_like_the_run_on_any_device_count(reference, n_devices):
-  """README's restore lines, run as written (only WORKDIR and DEVICES set to this run and
+def test_the_documented_restore_lines_predict_like_the_run_on_any_device_count(reference, n_devices):
+  """docs/usage.md's restore lines, run as written (only WORKDIR and DEVICES set to this run and
   1 or 2 devices; it trained on 1): the params are the run's best, replicated on those
   devices, and they predict the run's test predictions."""
-  snippet = _readme_restore_snippet()
+  snippet = _documented_restore_snippet()
   line = 'WORKDIR, DEVICES = "/tmp/mird_demo", jax.devices()  # a finished run; any devices'
   assert line in snippet
   ns = {}
