@@ -3,6 +3,7 @@ r"""Entry point: parses flags and hands off to mird_jax. The only file that defi
   python run.py --config=configs/mosi.py --workdir=DIR [--mode=train|eval|predict]
   python run.py --config=configs/public.py --workdir=DIR --mode=eval_public --input=STATE.npz
   python run.py --config=configs/mosi.py --mode=describe|benchmark|profile
+  python run.py --config=configs/real.py --mode=benchmark_epoch --workdir=DIR  # buckets
   python run.py --config=configs/mosi.py:smoke --workdir=DIR --config.seed=3
   python run.py --config=configs/demo.py --mode=multiseed --workdir=DIR [--config.num_seeds=5]
   python run.py --config=configs/sweeps.py:demo,mird --mode=sweep --workdir=DIR
@@ -45,7 +46,8 @@ _REFERENCE = flags.DEFINE_string("reference", None, "--mode=compare: the row the
 _DEVICES = flags.DEFINE_list("devices", None, "--mode=benchmark: device counts to time, e.g. "
                               "1,2,4,8, each in float32 and bfloat16 (on a CPU, that many "
                               "devices are faked).")
-_JSON = flags.DEFINE_bool("json", False, "--mode=benchmark: print the records as JSON.")
+_JSON = flags.DEFINE_bool("json", False, "--mode=benchmark|benchmark_epoch: print the records "
+                          "as JSON.")
 _METRICS = flags.DEFINE_list("metrics", None, "--mode=compare: test metrics to tabulate "
                              "(default MAE, Corr, Non0_acc_2, Non0_F1_score, Mult_acc_7).")
 

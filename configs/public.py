@@ -33,6 +33,8 @@ def apply_mib(config) -> None:
   """The public MIB code's choices, on a MIB config (its variant already set)."""
   b = config.model.mib
   b.readout = "last"  # The last time step of each encoder.
+  # That step is a padded one, so cutting batches to buckets would change what is read.
+  config.data.text_buckets = config.data.audio_buckets = config.data.vision_buckets = ()
   b.init = "public"  # Its init_weights(): every Linear N(0, 0.02).
   b.layer_norm_eps = 1e-5  # torch's LayerNorm.
   b.fused_task_weight = 2.0  # The fused prediction's L1 counted twice.

@@ -94,7 +94,9 @@ ROWS = {
     "mim_transformer": _mird("mim", _TRANSFORMER),
     "none_transformer": _mird("none", _TRANSFORMER),
     "complete_mib": _mib(),
-    "complete_mib_last": _mib(_set(model__mib__readout="last")),
+    # The last-step readout reads a padded step: batches stay whole.
+    "complete_mib_last": _mib(_set(model__mib__readout="last", data__text_buckets=(),
+                                   data__audio_buckets=(), data__vision_buckets=())),
     "complete_mib_lstm": _mib(_set(model__av_encoder="lstm")),
     "mim_scale_free": _mird("mim_scale_free"),
     "orthogonal_scale_free": _mird("orthogonal_scale_free"),

@@ -10,18 +10,25 @@ hidden state: a restored run reads exactly the batches an uninterrupted one woul
 - Eval: the split padded to whole global batches; padded rows carry mask 0, so every
   example counts exactly once.
 The examples in a global batch, row by row, do not depend on the number of hosts.
+With length buckets (data.*_buckets, lengths.py) every batch is cut to the bucket of its
+global batch's longest sequences; with data.group_by_length the train order is grouped by
+length (lengths.grouped_order), still a function of (seed, epoch).
 Everything here yields host numpy arrays; the trainer places them on its device mesh.
 """
+
+import functools
 
 import grain
 import numpy as np
 
 from data_pipelines import checks
 from data_pipelines import example
+from data_pipelines import lengths
 
 _UNLABELED_STREAM = 1  # Seed-stream tags, so train and unlabelled draws never coincide.
 _TRAIN_STREAM = 2
 _SUBSET_STREAM = 3
+_GROUP_STREAM = 4
 
 
 def _derive(*ints: int) -> int:
@@ -74,11 +81,33 @@ class _Host:
     return rows[self.index * self.per_host:(self.index + 1) * self.per_host]
 
 
+class Cutter:
+  """Cuts the batches of one source to their buckets (lengths.py): the source's length
+  table, read once, and the buckets. `shape(positions)` is the bucket of the global batch
+  at those example positions, the same on every host."""
+
+  def __init__(self, source, buckets: lengths.Buckets):
+    self.buckets = buckets
+    self.table = lengths.table(source)
+
+  def shape(self, positions) -> tuple[int, int, int]:
+    return self.buckets.fit(self.table[np.asarray(positions)])
+
+  def cut(self, batch: dict, positions) -> dict:
+    return lengths.trim(batch, self.shape(positions))
+
+
 class TrainStream:
-  """Labelled training batches; `iterator(epoch, state)` resumes mid-epoch."""
+  """Labelled training batches; `iterator(epoch, state)` resumes mid-epoch.
+
+  An epoch reads the global batches of `order(epoch)` in turn, each host its block of
+  rows, each batch cut to its bucket when a `cutter` is given. `group_chunk` (None: no
+  grouping) groups the order by length (lengths.grouped_order).
+  """
 
   def __init__(self, source, global_batch: int, seed: int, read_options: grain.ReadOptions,
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0, process_count: int = 1, cutter: Cutter | None = None,
+               group_chunk: int | None = None):
     self.source, self.global_batch, self.seed = source, global_batch, seed
     self.host = _Host(global_batch, process_index, process_count)
     self.steps_per_epoch = len(source) // global_batch
@@ -87,13 +116,37 @@ class TrainStream:
                              f"global batch (data.batch_size={global_batch}): lower "
                              "data.batch_size, raise data.label_fraction or use more training data")
     self.read_options = read_options
+    self.cutter, self.group_chunk = cutter, group_chunk
+    if group_chunk is not None and cutter is None:
+      raise ValueError("grouping by length needs the length buckets (a cutter)")
+
+  def order(self, epoch: int) -> np.ndarray:
+    """The example indices of the epoch's global batches, in reading order (whole batches):
+    grain's seeded shuffle of the split, grouped by length if asked."""
+    n, kept = len(self.source), self.steps_per_epoch * self.global_batch
+    shuffled = grain.MapDataset.range(n).shuffle(seed=_derive(self.seed, _TRAIN_STREAM, epoch))
+    order = np.fromiter((shuffled[i] for i in range(kept)), np.int64, kept)
+    if self.group_chunk is None:
+      return order
+    return lengths.grouped_order(order, self.cutter.buckets.index(self.cutter.table),
+                                 self.global_batch, self.group_chunk,
+                                 _derive(self.seed, _GROUP_STREAM, epoch))
+
+  def shapes(self, epoch: int) -> list[tuple[int, int, int]]:
+    """The (text, audio, vision) lengths of each of the epoch's batches."""
+    order = self.order(epoch).reshape(self.steps_per_epoch, self.global_batch)
+    if self.cutter is None:
+      return [lengths.padded_lengths(self.source)] * self.steps_per_epoch
+    return [self.cutter.shape(rows) for rows in order]
+
+  def _read(self, order: np.ndarray, b: int) -> dict[str, np.ndarray]:
+    g = order[b * self.global_batch:(b + 1) * self.global_batch]
+    batch = read_rows(self.source, self.host.share(g))
+    return self.cutter.cut(batch, g) if self.cutter else batch
 
   def dataset(self, epoch: int) -> grain.MapDataset:
-    shuffled = grain.MapDataset.source(self.source).shuffle(
-        seed=_derive(self.seed, _TRAIN_STREAM, epoch))
-    ds = grain.MapDataset.range(self.steps_per_epoch * self.host.per_host).map(
-        lambda m: decode(shuffled[self.host.position(m)]))
-    return ds.batch(self.host.per_host, drop_remainder=True)
+    return grain.MapDataset.range(self.steps_per_epoch).map(
+        functools.partial(self._read, self.order(epoch)))
 
   def iterator(self, epoch: int, state: dict | None = None):
     it = iter(self.dataset(epoch).to_iter_dataset(self.read_options))
@@ -106,22 +159,28 @@ class UnlabeledStream:
   """Random unlabelled batches, a pure function of the step."""
 
   def __init__(self, source, global_batch: int, seed: int, read_options: grain.ReadOptions,
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0, process_count: int = 1, cutter: Cutter | None = None):
     self.source, self.global_batch, self.seed = source, global_batch, seed
     self.host = _Host(global_batch, process_index, process_count)
     self.read_options = read_options
+    self.cutter = cutter
 
-  def indices(self, step: int) -> np.ndarray:
-    """This host's pool indices at `step` (without replacement when the pool is big enough)."""
+  def drawn(self, step: int) -> np.ndarray:
+    """The global batch's pool indices at `step` (without replacement when the pool is big
+    enough)."""
     rng = np.random.default_rng(_derive(self.seed, _UNLABELED_STREAM, step))
     n = len(self.source)
-    drawn = rng.choice(n, size=self.global_batch, replace=self.global_batch > n)
-    return self.host.share(drawn)
+    return rng.choice(n, size=self.global_batch, replace=self.global_batch > n)
+
+  def indices(self, step: int) -> np.ndarray:
+    """This host's pool indices at `step`."""
+    return self.host.share(self.drawn(step))
 
   def _batch(self, step: int) -> dict[str, np.ndarray]:
-    batch = read_rows(self.source, self.indices(step))
+    drawn = self.drawn(step)
+    batch = read_rows(self.source, self.host.share(drawn))
     del batch["label"]  # Unlabelled: nothing may read a label here.
-    return batch
+    return self.cutter.cut(batch, drawn) if self.cutter else batch
 
   def iterator(self, start_step: int):
     ds = grain.MapDataset.range(start_step, 2**62).map(self._batch)
@@ -129,21 +188,23 @@ class UnlabeledStream:
 
 
 def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
-                 process_index: int = 0, process_count: int = 1):
-  """This host's padded eval batches, each with `mask` (1 real, 0 padding) and `position`."""
+                 process_index: int = 0, process_count: int = 1, cutter: Cutter | None = None):
+  """This host's padded eval batches, each with `mask` (1 real, 0 padding) and `position`
+  (the dataset order, to reassemble rows gathered from hosts), cut to their buckets when a
+  `cutter` is given. The padding rows repeat real examples (mask 0)."""
   host = _Host(global_batch, process_index, process_count)
   n = len(source)
-  padded = -(-n // global_batch) * global_batch
 
-  def read(i):
-    ex = decode(source[int(i) % n])
-    ex["mask"] = np.float32(i < n)
-    ex["position"] = np.int32(i)  # Dataset order, to reassemble rows gathered from hosts.
-    if i >= n:
-      ex["id"] = ""
-    return ex
-  ds = grain.MapDataset.range(padded // host.count).map(lambda m: read(host.position(m)))
-  return iter(ds.batch(host.per_host).to_iter_dataset(read_options))
+  def read(b):
+    positions = np.arange(b * global_batch, (b + 1) * global_batch)
+    mine = host.share(positions)
+    batch = read_rows(source, mine % n)
+    batch["mask"] = (mine < n).astype(np.float32)
+    batch["position"] = mine.astype(np.int32)
+    batch["id"] = np.where(mine < n, batch["id"], "")
+    return cutter.cut(batch, positions % n) if cutter else batch
+  return iter(grain.MapDataset.range(-(-n // global_batch)).map(read).to_iter_dataset(
+      read_options))
 
 
 class SubsetSource:
@@ -212,8 +273,18 @@ class Streams:
     self.sources = sources
     self.options = read_options(d)
     host = dict(process_index=process_index, process_count=process_count)
+    self._configured = (d.text_buckets, d.audio_buckets, d.vision_buckets)
+    self._cutters = {}
     training = training and "train" in sources
-    self.train = (TrainStream(sources["train"], d.batch_size, config.seed, self.options, **host)
+    cutter = self.cutter("train") if training else None
+    if d.group_by_length and training and cutter is None:
+      raise checks.DataError(
+          "data.group_by_length=True groups batches by their length buckets, but no bucket "
+          "of data.text_buckets, data.audio_buckets or data.vision_buckets is shorter than "
+          f"the data's padded lengths {lengths.padded_lengths(sources['train'])}")
+    self.train = (TrainStream(sources["train"], d.batch_size, config.seed, self.options,
+                              cutter=cutter,
+                              group_chunk=d.group_chunk if d.group_by_length else None, **host)
                   if training else None)
     self.unlabeled = None
     n_unlabeled = unlabeled_batch_size(d)
@@ -223,7 +294,7 @@ class Streams:
             f"data.unlabeled_ratio={d.unlabeled_ratio} asks for unlabelled examples, but the "
             f"dataset has no unlabeled split (data.unlabeled_file={d.unlabeled_file!r})")
       self.unlabeled = UnlabeledStream(sources["unlabeled"], n_unlabeled, config.seed,
-                                       self.options, **host)
+                                       self.options, cutter=self.cutter("unlabeled"), **host)
     self._host = host
     self._eval_batch = d.eval_batch_size
     # Splits that must not be read (a sweep trial's test split): eval() refuses them.
@@ -234,7 +305,19 @@ class Streams:
     if split in self.sealed:
       raise RuntimeError(f"the {split} split is sealed for this run (a sweep trial selects "
                          "on validation and never reads it)")
-    return eval_batches(self.sources[split], self._eval_batch, self.options, **self._host)
+    return eval_batches(self.sources[split], self._eval_batch, self.options,
+                        cutter=self.cutter(split), **self._host)
+
+  def cutter(self, split: str) -> Cutter | None:
+    """The bucket cutter of `split` (its length table read on first use), or None when no
+    configured bucket is shorter than the padded lengths."""
+    if split not in self._cutters:
+      source, cutter = self.sources[split], None
+      if len(source):
+        buckets = lengths.Buckets.make(self._configured, lengths.padded_lengths(source))
+        cutter = Cutter(source, buckets) if buckets.trims else None
+      self._cutters[split] = cutter
+    return self._cutters[split]
 
 
 def unlabeled_batch_size(data_config) -> int:

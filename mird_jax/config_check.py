@@ -142,6 +142,7 @@ def validate(config) -> None:
     raise ConfigError(f"loss.scale_free=True standardises over the whole batch, which "
                       f"optim.accumulate_steps={config.optim.accumulate_steps} cannot split "
                       "into microbatches exactly: set one of them back")
+  _check_buckets(config)
   d = config.data
   sdk_keys = {"data.audio_csd": d.audio_csd, "data.vision_csd": d.vision_csd,
               "data.label_csd": d.label_csd, "data.split": d.split != "file"}
@@ -158,3 +159,30 @@ def validate(config) -> None:
         f"data.unlabeled_ratio={d.unlabeled_ratio} asks for unlabelled examples but no pool "
         "is configured: name one with --config.data.unlabeled_file=FILE (in "
         "data.manual_dir), or train without with --config.data.unlabeled_ratio=0")
+
+
+_BUCKET_KEYS = ("data.text_buckets", "data.audio_buckets", "data.vision_buckets")
+
+
+def _check_buckets(config) -> None:
+  """Bucket lists are ascending positive integers; grouping needs one; the last-step
+  readout reads a padded step, which cutting would move."""
+  for key in _BUCKET_KEYS:
+    value = get(config, key)
+    if not isinstance(value, (tuple, list)) or not all(
+        isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in value) or list(
+            value) != sorted(set(value)):
+      raise ConfigError(f"{key}={value!r} must be a tuple of ascending positive integers "
+                        "(lengths to cut batches to), or () for none")
+  some = [key for key in _BUCKET_KEYS if get(config, key)]
+  if config.data.group_by_length and not some:
+    raise ConfigError("data.group_by_length=True groups batches by length bucket, but "
+                      f"{', '.join(_BUCKET_KEYS)} are all empty: give one buckets")
+  if config.data.group_chunk < 0:
+    raise ConfigError(f"data.group_chunk={config.data.group_chunk!r} must be >= 0 (0: the "
+                      "whole epoch)")
+  reads_out = config.model.name == "mib" or config.model.av_encoder == "transformer"
+  if some and reads_out and config.model.mib.readout == "last":
+    raise ConfigError(f"model.mib.readout='last' reads the last padded step, which cutting "
+                      f"batches to buckets moves; set {some[0]}=() (and the other bucket "
+                      "keys) or model.mib.readout='mean'")

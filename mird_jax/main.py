@@ -238,6 +238,13 @@ def _benchmark(config, workdir, options) -> None:
         "\n".join(benchmark.text(r) for r in records))
 
 
+def _benchmark_epoch(config, workdir, options) -> None:
+  from mird_jax.tools import epoch_benchmark
+  records = epoch_benchmark.run(config, workdir)
+  print(json.dumps(records, indent=2) if options.get("as_json") else
+        epoch_benchmark.text(records))
+
+
 def _profile(config, workdir, options) -> None:
   del workdir, options
   from mird_jax.tools import profile
@@ -266,6 +273,8 @@ MODES = {
     "describe": Mode(needs_config=True, needs_workdir=False, run=_describe),
     "benchmark": Mode(needs_config=True, needs_workdir=False, run=_benchmark),
     "profile": Mode(needs_config=True, needs_workdir=False, run=_profile),
+    # One real epoch padded, cut to length buckets, and cut and grouped (epoch_benchmark.py).
+    "benchmark_epoch": Mode(needs_config=True, needs_workdir=True, run=_benchmark_epoch),
     "multiseed": Mode(needs_config=True, needs_workdir=True, run=_multiseed),
     # A finished run (or multi-seed workdir) scored on the test split under corrupted inputs.
     "robustness": Mode(needs_config=True, needs_workdir=True, run=_robustness),

@@ -154,6 +154,7 @@ COSTLY_FIRST = ("research/test_multiseed.py",  # 40
                 "tools/test_benchmark.py",  # 6
                 "tools/test_profile.py",  # 4
                 "training/test_accumulate.py",  # 31
+                "runs/test_length_buckets.py",  # 30
                 "training/test_precision.py",  # 16
                 "e2e/test_notebook.py",  # 17, a kernel
                 "models/test_mird.py",  # 14

@@ -46,20 +46,21 @@ class LSTMDecoder(nn.Module):
   """Unrolls an LSTM for `length` steps from a latent and maps every hidden state to `out`.
 
   As in the public code, the LSTM is as wide as the latent [z_s; z_m]: its first input is
-  the latent itself and each later input is its previous hidden state.
+  the latent itself and each later input is its previous hidden state. Step t depends on
+  steps before it only, so the first t steps are the same whatever `length`: a batch cut
+  to a length bucket (data_pipelines/lengths.py) is rebuilt to its own length.
   """
   out: int
-  length: int
   init_scheme: str
   cell: str = "flax"  # flax | torch (initializers.lstm_cell).
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, latent_BxZ):
+  def __call__(self, latent_BxZ, length: int):
     width = latent_BxZ.shape[-1]
     zeros = jnp.zeros_like(latent_BxZ)
     scan = nn.scan(_FeedbackStep, variable_broadcast="params", split_rngs={"params": False},
-                   length=self.length, out_axes=1)
+                   length=length, out_axes=1)
     _, h_BxTxZ = scan(hidden=width, init_scheme=self.init_scheme, cell=self.cell, dtype=self.dtype,
                       name="lstm")(((zeros, zeros), latent_BxZ), None)
     # Applied to [B*T, Z] rows: XLA's CPU backward of a Dense over a 3-D input moves the

@@ -84,12 +84,12 @@ class MIRD(nn.Module):
     self.latent_dropout = nn.Dropout(rate=s.latent_dropout)
     encoder = lambda: av_encoder.make(s.av_encoder, s.d_z, dtype, own="lstm")
     self.enc_audio, self.enc_vision = encoder(), encoder()
-    decoder = lambda out, length: lstm.LSTMDecoder(out=out, length=length, init_scheme=init,
-                                                   cell=s.lstm_cell, dtype=dtype)
+    decoder = lambda out: lstm.LSTMDecoder(out=out, init_scheme=init, cell=s.lstm_cell,
+                                           dtype=dtype)
     text_out = s.bert.vocab_size if s.text_recon_target == "vocab_logits" else width
-    self.dec_text = decoder(text_out, dims.text_len)
-    self.dec_audio = decoder(dims.audio_dim, dims.audio_len)
-    self.dec_vision = decoder(dims.vision_dim, dims.vision_len)
+    self.dec_text = decoder(text_out)
+    self.dec_audio = decoder(dims.audio_dim)
+    self.dec_vision = decoder(dims.vision_dim)
     self.reg_hidden = dense(s.regressor_hidden, 4 * s.d_z)
     self.reg_dropout = nn.Dropout(rate=s.regressor_dropout)
     self.reg_out = dense(1, s.regressor_hidden)
@@ -120,15 +120,18 @@ class MIRD(nn.Module):
     if reconstruct:
       recon_text, recon_audio, recon_vision = self.spec.recon
       shared = lambda zm: jnp.concatenate([aux["z_s"], aux[zm]], -1)
+      # Each decoder rebuilds the batch's own length (a length bucket's, or the padded one).
+      steps = lambda key: batch[key].shape[1]
       if recon_text:
-        aux["recon_text"] = self.dec_text(shared("z_l")).astype(jnp.float32)
+        aux["recon_text"] = self.dec_text(shared("z_l"), steps("text_ids")).astype(jnp.float32)
         if self.spec.text_recon_target == "bert_embeddings":
           table = self.bert_l.word_embedding_table()
           aux["text_target"] = jax.lax.stop_gradient(table[batch["text_ids"]])
       if recon_audio:
-        aux["recon_audio"] = self.dec_audio(shared("z_a")).astype(jnp.float32)
+        aux["recon_audio"] = self.dec_audio(shared("z_a"), steps("audio")).astype(jnp.float32)
       if recon_vision:
-        aux["recon_vision"] = self.dec_vision(shared("z_v")).astype(jnp.float32)
+        aux["recon_vision"] = self.dec_vision(shared("z_v"), steps("vision")).astype(
+            jnp.float32)
     return prediction_B, aux
 
   def club_stats(self, aux):

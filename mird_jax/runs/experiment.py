@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from data_pipelines import input_pipeline
+from data_pipelines import lengths
 from data_pipelines import tfds_builders
 from mird_jax.evaluation import metrics as metrics_lib
 from mird_jax.models import factory
@@ -36,6 +37,21 @@ class Experiment:
   replicated: Any
   hparams: dict  # optim.hparams for this run's length, on the host (never donated).
   manual_dir: pathlib.Path | None  # Where the raw files (and factors.npz) are.
+  # The (text, audio, vision) lengths the train step met in this process: one compiled
+  # program each (data.*_buckets; train.py logs them once per run).
+  step_shapes: set = dataclasses.field(default_factory=set)
+
+  def train_step_on(self, state, host_batch, host_unlabeled):
+    """One train step on host batches, placed on the mesh here. The step runs the labelled
+    and unlabelled rows as one batch, so each is padded to the longer of their buckets
+    (per modality; the longer of two buckets is a bucket). Its shape is counted."""
+    shape = shape_of(host_batch)
+    if host_unlabeled is not None:
+      shape = tuple(max(a, b) for a, b in zip(shape, shape_of(host_unlabeled)))
+      host_unlabeled = self.to_device(lengths.pad(host_unlabeled, shape))
+    self.step_shapes.add(shape)
+    return self.train_step(state, self.to_device(lengths.pad(host_batch, shape)),
+                           host_unlabeled)
 
   def to_device(self, host_batch):
     """This host's rows of a batch -> global jax.Arrays sharded on `data` (ids stay here)."""
@@ -57,6 +73,20 @@ class Experiment:
         factory.init_params(self.model, jax.random.key(0)), self.tx_main, self.tx_club,
         self.config.optim.groups, self.hparams))
     return checkpoint.abstract_like(shapes, self.replicated)
+
+
+def shape_of(host_batch) -> tuple[int, int, int] | None:
+  """The (text, audio, vision) lengths of a batch (a length bucket; None for no batch)."""
+  if host_batch is None:
+    return None
+  return tuple(host_batch[k].shape[1] for k in ("text_ids", "audio", "vision"))
+
+
+def log_step_shapes(exp: Experiment) -> None:
+  """Says how many train-step programs this run's batches needed, and which."""
+  met = sorted(exp.step_shapes)
+  logging.info("train step: %d compiled program(s), one per bucket combination met "
+               "(text, audio, vision lengths): %s", len(met), ", ".join(map(str, met)))
 
 
 def check_train_batches(config, mesh) -> None:

@@ -126,9 +126,7 @@ def _train_epoch(exp, state, meta, preemption, tb, committed: str):
 
   pending = None
   for i in range(start, streams.train.steps_per_epoch):
-    batch = exp.to_device(next(it))
-    u = exp.to_device(next(unlabeled)) if unlabeled else None
-    state, metrics = exp.train_step(state, batch, u)
+    state, metrics = exp.train_step_on(state, next(it), next(unlabeled) if unlabeled else None)
     if pending is not None:
       take_in(pending)
     pending, step = (i, step, metrics), step + 1
@@ -290,6 +288,7 @@ def _run(exp, ckpts, workdir: pathlib.Path, score_test: bool, on_epoch) -> dict:
         outputs.write_history(workdir, meta["history"])
       save_points.reached("history_written")
       on_epoch(meta["history"], meta["done"])
+    experiment.log_step_shapes(exp)
     return _finish(exp, ckpts, workdir, meta, score_test)
   finally:
     preemption.restore()

@@ -10,6 +10,7 @@ import pytest
 
 from data_pipelines import checks
 from data_pipelines import input_pipeline
+from data_pipelines import lengths
 from mird_jax import config_check
 from mird_jax.runs import experiment
 from mird_jax.training import sharding
@@ -195,3 +196,111 @@ def test_fewer_labels_keep_a_fixed_subset_and_pool_the_rest(sources):
   config.data.label_fraction = 1.0
   assert input_pipeline.Streams(config, sources, process_index=0,
                                 process_count=1).sources["train"] is sources["train"]
+
+
+# Length buckets and grouping (data_pipelines/lengths.py). The session's synthetic data
+# has text 4-16 tokens of 16, audio 6-24 frames of 24, vision 5-20 frames of 20.
+BUCKETS = ((8, 12), (12, 18), (10, 15))
+
+
+def _bucketed(sources, batch=8, seed=5, group_chunk=None, host=0, hosts=1, split="train"):
+  buckets = lengths.Buckets.make(BUCKETS, lengths.padded_lengths(sources[split]))
+  cutter = input_pipeline.Cutter(sources[split], buckets)
+  return input_pipeline.TrainStream(sources[split], batch, seed, OPTIONS, host, hosts,
+                                    cutter=cutter, group_chunk=group_chunk)
+
+
+def _shape(b):
+  return tuple(b[k].shape[1] for k in ("text_ids", "audio", "vision"))
+
+
+def _longest(b):
+  return (int(np.max(np.flatnonzero(b["text_mask"].any(0)))) + 1, int(b["audio_len"].max()),
+          int(b["vision_len"].max()))
+
+
+@pytest.mark.parametrize("group_chunk", [None, 2])
+def test_each_batch_is_cut_to_the_smallest_bucket_that_holds_it(sources, group_chunk):
+  """The padded stream's examples (in its order without grouping), every batch cut to the
+  smallest bucket of each modality that holds its longest sequence, losing only padding:
+  the padded batch is the cut one padded back."""
+  cut = _bucketed(sources, group_chunk=group_chunk)
+  plain = list(input_pipeline.TrainStream(sources["train"], 8, 5, OPTIONS).iterator(1))
+  batches = list(cut.iterator(1))
+  assert [_shape(b) for b in batches] == cut.shapes(1)
+  for b in batches:
+    assert _shape(b) == cut.cutter.buckets.fit(np.array([_longest(b)])), _longest(b)
+  assert len({_shape(b) for b in batches}) > 1  # Some batches are cut, some differently.
+  if group_chunk is not None:
+    assert sorted(sum(_ids(batches), [])) == sorted(sum(_ids(plain), []))
+    return
+  assert _ids(batches) == _ids(plain)
+  for b, p in zip(batches, plain):
+    padded = lengths.pad(b, (16, 24, 20))
+    for key in p:
+      np.testing.assert_array_equal(padded[key], p[key], err_msg=key)
+
+
+def test_grouping_pays_for_fewer_positions_is_seeded_and_resumes_exactly(sources):
+  grouped, plain = _bucketed(sources, group_chunk=0), _bucketed(sources)
+  cost = lambda s, e: lengths.cost(np.array(s.shapes(e)), (16, 24, 20)).sum()
+  assert np.mean([cost(grouped, e) for e in range(3)]) < np.mean([cost(plain, e)
+                                                                  for e in range(3)])
+  assert _ids(grouped.iterator(2)) == _ids(_bucketed(sources, group_chunk=0).iterator(2))
+  assert _ids(grouped.iterator(2)) != _ids(grouped.iterator(3))
+  assert _ids(grouped.iterator(2)) != _ids(_bucketed(sources, seed=6, group_chunk=0).iterator(2))
+  it = grouped.iterator(2)
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  rest = list(it)
+  resumed = list(_bucketed(sources, group_chunk=0).iterator(2, state))
+  assert _ids(resumed) == _ids(rest) and [_shape(b) for b in resumed] == [_shape(b)
+                                                                         for b in rest]
+
+
+def test_hosts_cut_their_rows_of_a_global_batch_alike(sources):
+  one = list(_bucketed(sources, batch=16, group_chunk=2).iterator(0))
+  hosts = [list(_bucketed(sources, batch=16, group_chunk=2, host=h, hosts=4).iterator(0))
+           for h in range(4)]
+  assert len({_shape(b) for b in one}) > 1
+  for step, batch in enumerate(one):
+    assert [i for h in range(4) for i in hosts[h][step]["id"]] == list(batch["id"])
+    assert {_shape(hosts[h][step]) for h in range(4)} == {_shape(batch)}
+
+
+def test_eval_and_unlabelled_batches_are_cut_too(sources):
+  buckets = lengths.Buckets.make(BUCKETS, (16, 24, 20))
+  test = sources["test"]
+  short = input_pipeline.SubsetSource(test, [i for i in range(len(test)) if max(
+      lengths.example_lengths(test[i])[0] - 8, 0) == 0][:12])
+  for hosts in (1, 2):
+    got = [b for h in range(hosts) for b in input_pipeline.eval_batches(
+        short, 8, OPTIONS, h, hosts, cutter=input_pipeline.Cutter(short, buckets))]
+    assert {_shape(b)[0] for b in got} == {8}
+    assert sorted(i for b in got for i, m in zip(b["id"], b["mask"]) if m) == sorted(
+        input_pipeline.decode(short[i])["id"] for i in range(len(short)))
+  pool = sources["unlabeled"]
+  cut = input_pipeline.UnlabeledStream(pool, 8, 5, OPTIONS,
+                                       cutter=input_pipeline.Cutter(pool, buckets))
+  plain = input_pipeline.UnlabeledStream(pool, 8, 5, OPTIONS)
+  for step in range(6):
+    b, p = next(cut.iterator(step)), next(plain.iterator(step))
+    assert _shape(b) == buckets.fit(np.array([_longest(p)]))
+    np.testing.assert_array_equal(lengths.pad(b, (16, 24, 20))["vision"], p["vision"])
+
+
+def test_streams_take_buckets_and_grouping_from_the_config(sources):
+  config = smoke_config()
+  config.data.text_buckets, config.data.vision_buckets = (8, 12), (10,)
+  config.data.group_by_length = True
+  streams = input_pipeline.Streams(config, sources, process_index=0, process_count=1)
+  assert streams.train.cutter.buckets.all == ((8, 12, 16), (24,), (10, 20))
+  assert streams.train.group_chunk == config.data.group_chunk
+  assert streams.unlabeled.cutter is not None and streams.cutter("test") is not None
+  config.data.text_buckets = config.data.vision_buckets = (40,)  # Beyond the padded lengths.
+  with pytest.raises(checks.DataError, match="data.group_by_length=True groups batches"):
+    input_pipeline.Streams(config, sources, process_index=0, process_count=1)
+  config.data.group_by_length = False
+  streams = input_pipeline.Streams(config, sources, process_index=0, process_count=1)
+  assert streams.train.cutter is None and streams.cutter("valid") is None

@@ -148,6 +148,13 @@ def test_every_choice_key_rejects_an_unknown_value_in_one_line(key):
     ("data.label_fraction", 0.0, r"data.label_fraction=0.0 must be in \(0, 1\]"),
     ("optim.accumulate_steps", 2, r"loss.scale_free=True standardises over the whole batch, "
                                   r"which optim.accumulate_steps=2 cannot split"),
+    ("data.text_buckets", (32, 16), r"data.text_buckets=\(32, 16\) must be a tuple of "
+                                    r"ascending positive integers"),
+    ("data.audio_buckets", (0,), r"data.audio_buckets=\(0,\) must be a tuple of ascending"),
+    ("data.group_by_length", True, r"data.group_by_length=True groups batches by length "
+                                   r"bucket, but data.text_buckets, data.audio_buckets, "
+                                   r"data.vision_buckets are all empty"),
+    ("data.group_chunk", -1, r"data.group_chunk=-1 must be >= 0"),
 ])
 def test_bad_values_are_named(key, value, message):
   config = _smoke()
@@ -156,6 +163,25 @@ def test_bad_values_are_named(key, value, message):
   setattr(_get(config, parent), leaf, value)
   with pytest.raises(config_check.ConfigError, match=message):
     config_check.validate(config)
+
+
+def test_the_last_step_readout_refuses_length_buckets():
+  """MIB's public readout reads the last padded step, which cutting a batch moves."""
+  config = _load("mib_mosi", "complete")
+  config.model.mib.readout = "last"
+  assert config.data.text_buckets
+  with pytest.raises(config_check.ConfigError,
+                     match=r"model.mib.readout='last' reads the last padded step, .* set "
+                           r"data.text_buckets=\(\)"):
+    config_check.validate(config)
+  config.data.text_buckets = ()
+  config_check.validate(config)
+  mird = _load("mosi", None)
+  mird.model.mib.readout = "last"  # Unread by MIRD's LSTM encoders: buckets stay allowed.
+  config_check.validate(mird)
+  mird.model.av_encoder = "transformer"
+  with pytest.raises(config_check.ConfigError, match="model.mib.readout='last'"):
+    config_check.validate(mird)
 
 
 def test_unlabelled_ratio_without_a_pool_stops_with_both_ways_out():
@@ -226,9 +252,10 @@ def test_ablation_names_are_checked():
                               "loss.log_eps", "club.refresh_latents"}),
     ("mib_complete", ("mib_mosi", "complete"), {
         "model.mib.readout", "model.mib.init", "model.mib.layer_norm_eps",
-        "model.mib.fused_task_weight", "model.mib.sample_at_eval", "model.mib.tensor_head"}),
+        "model.mib.fused_task_weight", "model.mib.sample_at_eval", "model.mib.tensor_head",
+        "data.text_buckets"}),
     ("mib_late", ("mib_mosi", "late"), {
-        "model.mib.readout", "model.mib.init", "model.mib.layer_norm_eps",
+        "model.mib.readout", "model.mib.init", "model.mib.layer_norm_eps", "data.text_buckets",
         "model.mib.fused_task_weight", "model.mib.sample_at_eval", "model.mib.tensor_head",
         "model.mib.fusion"}),
 ])

@@ -89,8 +89,8 @@ def test_each_lstm_encoder_and_decoder_matches(public):
     latent = np.concatenate([d["forward/z_s"], d[f"forward/{z}"]], -1)
     length = {"text": spec.dims.text_len, "audio": spec.dims.audio_len,
               "vision": spec.dims.vision_len}[m]
-    dec = lstm.LSTMDecoder(out=width, length=length, init_scheme="pytorch", cell="torch")
-    out = dec.apply({"params": params[f"dec_{m}"]}, latent)
+    dec = lstm.LSTMDecoder(out=width, init_scheme="pytorch", cell="torch")
+    out = dec.apply({"params": params[f"dec_{m}"]}, latent, length)
     parity.assert_close(out, d[f"forward/recon_{m}"], FORWARD_TOL, f"{m} decoder")
 
 
