@@ -96,6 +96,11 @@ class Cutter:
   def cut(self, batch: dict, positions) -> dict:
     return lengths.trim(batch, self.shape(positions))
 
+  def by_length(self) -> np.ndarray:
+    """The source's indices sorted by bucket (text, audio, vision; stable)."""
+    idx = self.buckets.index(self.table)
+    return np.lexsort((idx[:, 2], idx[:, 1], idx[:, 0]))
+
 
 class TrainStream:
   """Labelled training batches; `iterator(epoch, state)` resumes mid-epoch.
@@ -190,19 +195,21 @@ class UnlabeledStream:
 def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
                  process_index: int = 0, process_count: int = 1, cutter: Cutter | None = None):
   """This host's padded eval batches, each with `mask` (1 real, 0 padding) and `position`
-  (the dataset order, to reassemble rows gathered from hosts), cut to their buckets when a
-  `cutter` is given. The padding rows repeat real examples (mask 0)."""
+  (an example's place in the dataset, to reassemble rows gathered from hosts in dataset
+  order). With a `cutter` the examples are read in order of their buckets, shortest first,
+  and each batch is cut to its bucket; the padding rows repeat real examples (mask 0)."""
   host = _Host(global_batch, process_index, process_count)
   n = len(source)
+  order = np.arange(n) if cutter is None else cutter.by_length()
 
   def read(b):
-    positions = np.arange(b * global_batch, (b + 1) * global_batch)
-    mine = host.share(positions)
-    batch = read_rows(source, mine % n)
+    slots = np.arange(b * global_batch, (b + 1) * global_batch)
+    mine = host.share(slots)
+    batch = read_rows(source, order[mine % n])
     batch["mask"] = (mine < n).astype(np.float32)
-    batch["position"] = mine.astype(np.int32)
+    batch["position"] = np.where(mine < n, order[mine % n], mine).astype(np.int32)
     batch["id"] = np.where(mine < n, batch["id"], "")
-    return cutter.cut(batch, positions % n) if cutter else batch
+    return cutter.cut(batch, order[slots % n]) if cutter else batch
   return iter(grain.MapDataset.range(-(-n // global_batch)).map(read).to_iter_dataset(
       read_options))
 

@@ -269,6 +269,29 @@ def test_hosts_cut_their_rows_of_a_global_batch_alike(sources):
     assert {_shape(hosts[h][step]) for h in range(4)} == {_shape(batch)}
 
 
+def test_eval_reads_by_length_and_still_counts_every_example_once(sources):
+  """Cut eval batches read the split shortest first, each example once (mask 1), with its
+  dataset position, so predictions gathered by position come back in dataset order."""
+  source = sources["test"]
+  cutter = input_pipeline.Cutter(source, lengths.Buckets.make(BUCKETS, (16, 24, 20)))
+  ids = [input_pipeline.decode(source[i])["id"] for i in range(len(source))]
+  for hosts in (1, 2):
+    batches = [[b for b in input_pipeline.eval_batches(source, 16, OPTIONS, h, hosts,
+                                                        cutter=cutter)] for h in range(hosts)]
+    seen = {}
+    for h in range(hosts):
+      for b in batches[h]:
+        for i, m, p in zip(b["id"], b["mask"], b["position"]):
+          if m:
+            assert i not in seen and ids[p] == i
+            seen[i] = p
+    assert len(seen) == len(source)
+    shapes = [_shape(b) for b in batches[0]]
+    assert {_shape(b) for h in range(hosts) for b in batches[h]} == set(shapes)
+    text = [s[0] for s in shapes]  # The first sort key: the text buckets ascend.
+    assert text == sorted(text) and text[0] < 16
+
+
 def test_eval_and_unlabelled_batches_are_cut_too(sources):
   buckets = lengths.Buckets.make(BUCKETS, (16, 24, 20))
   test = sources["test"]
