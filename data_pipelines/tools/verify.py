@@ -48,7 +48,9 @@ KNOWN_SHA256 = {
 
 
 def _summary(v: np.ndarray) -> str:
-  return f"min {v.min():g}, median {np.median(v):g}, max {v.max():g}"
+  """min, median, 90th and 99th percentiles, max: what length buckets are chosen from."""
+  p50, p90, p99 = np.percentile(v, [50, 90, 99])
+  return f"min {v.min():g}, median {p50:g}, p90 {p90:g}, p99 {p99:g}, max {v.max():g}"
 
 
 def _describe_split(name, split, stats, labelled) -> list[str]:

@@ -118,7 +118,8 @@ def test_reports_csd_and_label_csv_files(tmp_path, capsys):
   assert verify.main([str(tmp_path / "label.csv"), f"--tokenizer={minilm}",
                       "--audio-csd=audio.csd", "--label-csd=labels.csd"]) == 0
   out = capsys.readouterr().out
-  assert "split train: 16 examples" in out and "audio: T=5 d=3, lengths min 5" in out
+  assert "split train: 16 examples" in out
+  assert "audio: T=5 d=3, lengths min 5, median 5, p90 5, p99 5, max 5" in out
   assert "vision: T=1 d=1" in out  # No vision file: absent, one zero frame.
   (tmp_path / "fake.csd").write_text("not hdf5")
   assert verify.main([str(tmp_path / "fake.csd")]) == 1
