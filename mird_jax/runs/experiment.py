@@ -86,7 +86,8 @@ def log_step_shapes(exp: Experiment) -> None:
   """Says how many train-step programs this run's batches needed, and which."""
   met = sorted(exp.step_shapes)
   logging.info("train step: %d compiled program(s), one per bucket combination met "
-               "(text, audio, vision lengths): %s", len(met), ", ".join(map(str, met)))
+               "(text, audio, vision lengths; each compiled once a process): %s", len(met),
+               ", ".join(map(str, met)))
 
 
 def check_train_batches(config, mesh) -> None:

@@ -118,4 +118,5 @@ def test_the_run_logs_the_programs_its_buckets_needed(exps, caplog):
   with caplog.at_level("INFO"):
     experiment.log_step_shapes(cut_exp)
   assert ("train step: 2 compiled program(s), one per bucket combination met (text, audio, "
-          "vision lengths): (10, 14, 12), (16, 24, 20)") in caplog.text
+          "vision lengths; each compiled once a process): (10, 14, 12), (16, 24, 20)"
+          ) in caplog.text
