@@ -29,6 +29,7 @@ def get_config(arg: str | None = None):
   # batch) are random, so a batch nearly always meets the padded length of the demo's
   # uniform lengths and buckets would only add compiles (docs/performance.md).
   config.data.text_buckets = config.data.audio_buckets = config.data.vision_buckets = ()
+  config.data.group_by_length = False
 
   config.data.synthetic = ml_collections.ConfigDict()
   config.data.synthetic.seed = 0  # The generator's seed (independent of the training seed).

@@ -67,8 +67,9 @@ def _data() -> ConfigDict:
   d.vision_buckets = ()
   # Group the train batches by length: each epoch's shuffle is sorted by bucket within
   # chunks of group_chunk batches and the batches shuffled (seeded; resume stays exact).
-  # Needs a bucket; fewer padded positions, batches less random (docs/results.md).
-  d.group_by_length = False
+  # Needs a bucket; fewer padded positions, batches less random (docs/results.md). A random
+  # batch of MOSI transcripts nearly always holds a long one: cutting alone saves ~5%.
+  d.group_by_length = True
   d.group_chunk = 16  # Batches per sorted chunk; 0 = the whole epoch.
   d.batch_size = 48  # Global labelled batch, split over all devices of all hosts.
   d.eval_batch_size = 128  # Eval batches are padded with a mask, never dropped.

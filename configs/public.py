@@ -27,6 +27,7 @@ def apply_mird(config) -> None:
   config.optim.schedule = "public_ramp"  # Its scheduler, arguments swapped.
   config.loss.log_eps = 0.0  # log(term), not log(term + 1e-8).
   config.club.refresh_latents = True  # Estimators refitted on post-update latents.
+  config.data.group_by_length = False  # Its random batches.
 
 
 def apply_mib(config) -> None:
@@ -35,6 +36,7 @@ def apply_mib(config) -> None:
   b.readout = "last"  # The last time step of each encoder.
   # That step is a padded one, so cutting batches to buckets would change what is read.
   config.data.text_buckets = config.data.audio_buckets = config.data.vision_buckets = ()
+  config.data.group_by_length = False  # Nothing to group by; its random batches.
   b.init = "public"  # Its init_weights(): every Linear N(0, 0.02).
   b.layer_norm_eps = 1e-5  # torch's LayerNorm.
   b.fused_task_weight = 2.0  # The fused prediction's L1 counted twice.

@@ -96,7 +96,8 @@ ROWS = {
     "complete_mib": _mib(),
     # The last-step readout reads a padded step: batches stay whole.
     "complete_mib_last": _mib(_set(model__mib__readout="last", data__text_buckets=(),
-                                   data__audio_buckets=(), data__vision_buckets=())),
+                                   data__audio_buckets=(), data__vision_buckets=(),
+                                   data__group_by_length=False)),
     "complete_mib_lstm": _mib(_set(model__av_encoder="lstm")),
     "mim_scale_free": _mird("mim_scale_free"),
     "orthogonal_scale_free": _mird("orthogonal_scale_free"),

@@ -18,6 +18,7 @@ Everything here yields host numpy arrays; the trainer places them on its device 
 
 import functools
 
+from absl import logging
 import grain
 import numpy as np
 
@@ -284,14 +285,15 @@ class Streams:
     self._cutters = {}
     training = training and "train" in sources
     cutter = self.cutter("train") if training else None
+    group = d.group_by_length and cutter is not None
     if d.group_by_length and training and cutter is None:
-      raise checks.DataError(
-          "data.group_by_length=True groups batches by their length buckets, but no bucket "
-          "of data.text_buckets, data.audio_buckets or data.vision_buckets is shorter than "
-          f"the data's padded lengths {lengths.padded_lengths(sources['train'])}")
+      logging.warning(
+          "data.group_by_length=True, but no bucket of data.text_buckets, data.audio_buckets "
+          "or data.vision_buckets is shorter than the data's padded lengths %s: the batches "
+          "are neither cut nor grouped", lengths.padded_lengths(sources["train"]))
     self.train = (TrainStream(sources["train"], d.batch_size, config.seed, self.options,
-                              cutter=cutter,
-                              group_chunk=d.group_chunk if d.group_by_length else None, **host)
+                              cutter=cutter, group_chunk=d.group_chunk if group else None,
+                              **host)
                   if training else None)
     self.unlabeled = None
     n_unlabeled = unlabeled_batch_size(d)

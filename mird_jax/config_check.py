@@ -177,7 +177,8 @@ def _check_buckets(config) -> None:
   some = [key for key in _BUCKET_KEYS if get(config, key)]
   if config.data.group_by_length and not some:
     raise ConfigError("data.group_by_length=True groups batches by length bucket, but "
-                      f"{', '.join(_BUCKET_KEYS)} are all empty: give one buckets")
+                      f"{', '.join(_BUCKET_KEYS)} are all empty: give one of them buckets, or "
+                      "set it False")
   if config.data.group_chunk < 0:
     raise ConfigError(f"data.group_chunk={config.data.group_chunk!r} must be >= 0 (0: the "
                       "whole epoch)")

@@ -313,7 +313,7 @@ def test_eval_and_unlabelled_batches_are_cut_too(sources):
     np.testing.assert_array_equal(lengths.pad(b, (16, 24, 20))["vision"], p["vision"])
 
 
-def test_streams_take_buckets_and_grouping_from_the_config(sources):
+def test_streams_take_buckets_and_grouping_from_the_config(sources, caplog):
   config = smoke_config()
   config.data.text_buckets, config.data.vision_buckets = (8, 12), (10,)
   config.data.group_by_length = True
@@ -322,8 +322,10 @@ def test_streams_take_buckets_and_grouping_from_the_config(sources):
   assert streams.train.group_chunk == config.data.group_chunk
   assert streams.unlabeled.cutter is not None and streams.cutter("test") is not None
   config.data.text_buckets = config.data.vision_buckets = (40,)  # Beyond the padded lengths.
-  with pytest.raises(checks.DataError, match="data.group_by_length=True groups batches"):
-    input_pipeline.Streams(config, sources, process_index=0, process_count=1)
-  config.data.group_by_length = False
-  streams = input_pipeline.Streams(config, sources, process_index=0, process_count=1)
-  assert streams.train.cutter is None and streams.cutter("valid") is None
+  with caplog.at_level("WARNING"):
+    streams = input_pipeline.Streams(config, sources, process_index=0, process_count=1)
+  assert "the batches are neither cut nor grouped" in caplog.text
+  assert streams.train.cutter is None and streams.train.group_chunk is None
+  assert streams.cutter("valid") is None
+  assert _ids(streams.train.iterator(0)) == _ids(
+      input_pipeline.TrainStream(sources["train"], 8, config.seed, OPTIONS).iterator(0))

@@ -174,7 +174,7 @@ def test_the_last_step_readout_refuses_length_buckets():
                      match=r"model.mib.readout='last' reads the last padded step, .* set "
                            r"data.text_buckets=\(\)"):
     config_check.validate(config)
-  config.data.text_buckets = ()
+  config.data.text_buckets, config.data.group_by_length = (), False
   config_check.validate(config)
   mird = _load("mosi", None)
   mird.model.mib.readout = "last"  # Unread by MIRD's LSTM encoders: buckets stay allowed.
@@ -249,13 +249,15 @@ def test_ablation_names_are_checked():
 @pytest.mark.parametrize("preset, base, expected", [
     ("mird", ("mosi", None), {"bert.pretrained_agnostic", "model.init_scheme",
                               "model.lstm_cell", "optim.adamw", "optim.schedule",
-                              "loss.log_eps", "club.refresh_latents"}),
+                              "loss.log_eps", "club.refresh_latents",
+                              "data.group_by_length"}),
     ("mib_complete", ("mib_mosi", "complete"), {
         "model.mib.readout", "model.mib.init", "model.mib.layer_norm_eps",
         "model.mib.fused_task_weight", "model.mib.sample_at_eval", "model.mib.tensor_head",
-        "data.text_buckets"}),
+        "data.text_buckets", "data.group_by_length"}),
     ("mib_late", ("mib_mosi", "late"), {
         "model.mib.readout", "model.mib.init", "model.mib.layer_norm_eps", "data.text_buckets",
+        "data.group_by_length",
         "model.mib.fused_task_weight", "model.mib.sample_at_eval", "model.mib.tensor_head",
         "model.mib.fusion"}),
 ])
