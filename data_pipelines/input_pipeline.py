@@ -72,11 +72,6 @@ class _Host:
     self.index, self.count = process_index, process_count
     self.global_batch, self.per_host = global_batch, global_batch // process_count
 
-  def position(self, m: int) -> int:
-    """Global position of this host's m-th row (rows of consecutive batches follow)."""
-    step, row = divmod(int(m), self.per_host)
-    return step * self.global_batch + self.index * self.per_host + row
-
   def share(self, rows: np.ndarray) -> np.ndarray:
     """This host's block of one global batch's rows."""
     return rows[self.index * self.per_host:(self.index + 1) * self.per_host]
@@ -84,12 +79,13 @@ class _Host:
 
 class Cutter:
   """Cuts the batches of one source to their buckets (lengths.py): the source's length
-  table, read once, and the buckets. `shape(positions)` is the bucket of the global batch
-  at those example positions, the same on every host."""
+  table and each example's bucket, read once, and the buckets. `shape(positions)` is the
+  bucket of the global batch at those example positions, the same on every host."""
 
   def __init__(self, source, buckets: lengths.Buckets):
     self.buckets = buckets
     self.table = lengths.table(source)
+    self.index = buckets.index(self.table)
 
   def shape(self, positions) -> tuple[int, int, int]:
     return self.buckets.fit(self.table[np.asarray(positions)])
@@ -98,9 +94,8 @@ class Cutter:
     return lengths.trim(batch, self.shape(positions))
 
   def by_length(self) -> np.ndarray:
-    """The source's indices sorted by bucket (text, audio, vision; stable)."""
-    idx = self.buckets.index(self.table)
-    return np.lexsort((idx[:, 2], idx[:, 1], idx[:, 0]))
+    """The source's indices sorted by bucket (lengths.by_bucket)."""
+    return lengths.by_bucket(self.index)
 
 
 class TrainStream:
@@ -134,8 +129,7 @@ class TrainStream:
     order = np.fromiter((shuffled[i] for i in range(kept)), np.int64, kept)
     if self.group_chunk is None:
       return order
-    return lengths.grouped_order(order, self.cutter.buckets.index(self.cutter.table),
-                                 self.global_batch, self.group_chunk,
+    return lengths.grouped_order(order, self.cutter.index, self.global_batch, self.group_chunk,
                                  _derive(self.seed, _GROUP_STREAM, epoch))
 
   def shapes(self, epoch: int) -> list[tuple[int, int, int]]:
@@ -178,10 +172,6 @@ class UnlabeledStream:
     n = len(self.source)
     return rng.choice(n, size=self.global_batch, replace=self.global_batch > n)
 
-  def indices(self, step: int) -> np.ndarray:
-    """This host's pool indices at `step`."""
-    return self.host.share(self.drawn(step))
-
   def _batch(self, step: int) -> dict[str, np.ndarray]:
     drawn = self.drawn(step)
     batch = read_rows(self.source, self.host.share(drawn))
@@ -206,9 +196,10 @@ def eval_batches(source, global_batch: int, read_options: grain.ReadOptions,
   def read(b):
     slots = np.arange(b * global_batch, (b + 1) * global_batch)
     mine = host.share(slots)
-    batch = read_rows(source, order[mine % n])
+    examples = order[mine % n]
+    batch = read_rows(source, examples)
     batch["mask"] = (mine < n).astype(np.float32)
-    batch["position"] = np.where(mine < n, order[mine % n], mine).astype(np.int32)
+    batch["position"] = np.where(mine < n, examples, mine).astype(np.int32)
     batch["id"] = np.where(mine < n, batch["id"], "")
     return cutter.cut(batch, order[slots % n]) if cutter else batch
   return iter(grain.MapDataset.range(-(-n // global_batch)).map(read).to_iter_dataset(

@@ -36,6 +36,24 @@ def table(source) -> np.ndarray:
   return out
 
 
+def shape(batch: dict) -> tuple[int, int, int]:
+  """The (text, audio, vision) lengths a batch holds (its time axes)."""
+  return tuple(batch[_TIME_FIELDS[m][0]].shape[1] for m in MODALITIES)
+
+
+def common_shape(*batches) -> tuple[int, int, int]:
+  """Per modality, the longest of the batches' lengths (None entries skipped): the shape
+  that holds them all. The longest of several buckets is a bucket."""
+  return tuple(int(v) for v in np.max([shape(b) for b in batches if b is not None], axis=0))
+
+
+def by_bucket(bucket_index_Nx3: np.ndarray) -> np.ndarray:
+  """The indices that sort examples by bucket: text first, then audio, then vision; stable,
+  so examples of equal buckets keep their order."""
+  idx = np.asarray(bucket_index_Nx3)
+  return np.lexsort((idx[:, 2], idx[:, 1], idx[:, 0]))
+
+
 def padded_lengths(source) -> tuple[int, int, int]:
   """(text, audio, vision) padded lengths of a source (its first record's shapes)."""
   ex = source[0]
@@ -77,7 +95,7 @@ class Buckets:
     if np.any(top > [b[-1] for b in self.all]):
       raise ValueError(f"lengths {top.tolist()} exceed the padded lengths "
                        f"{[b[-1] for b in self.all]}")
-    return tuple(int(self.all[m][self.index(top)[0, m]]) for m in range(3))
+    return tuple(int(b[i]) for b, i in zip(self.all, self.index(top)[0]))
 
 
 def trim(batch: dict, shape: tuple[int, int, int]) -> dict:
@@ -123,8 +141,7 @@ def grouped_order(order: np.ndarray, bucket_index_Nx3: np.ndarray, global_batch:
   parts = []
   for start in range(0, len(order), chunk):
     part = order[start:start + chunk]
-    idx = bucket_index_Nx3[part]
-    parts.append(part[np.lexsort((idx[:, 2], idx[:, 1], idx[:, 0]))])
+    parts.append(part[by_bucket(bucket_index_Nx3[part])])
   batches = np.concatenate(parts).reshape(steps, global_batch)
   return batches[np.random.default_rng(seed).permutation(steps)].reshape(-1)
 

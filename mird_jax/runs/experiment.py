@@ -45,9 +45,8 @@ class Experiment:
     """One train step on host batches, placed on the mesh here. The step runs the labelled
     and unlabelled rows as one batch, so each is padded to the longer of their buckets
     (per modality; the longer of two buckets is a bucket). Its shape is counted."""
-    shape = shape_of(host_batch)
+    shape = lengths.common_shape(host_batch, host_unlabeled)
     if host_unlabeled is not None:
-      shape = tuple(max(a, b) for a, b in zip(shape, shape_of(host_unlabeled)))
       host_unlabeled = self.to_device(lengths.pad(host_unlabeled, shape))
     self.step_shapes.add(shape)
     return self.train_step(state, self.to_device(lengths.pad(host_batch, shape)),
@@ -73,13 +72,6 @@ class Experiment:
         factory.init_params(self.model, jax.random.key(0)), self.tx_main, self.tx_club,
         self.config.optim.groups, self.hparams))
     return checkpoint.abstract_like(shapes, self.replicated)
-
-
-def shape_of(host_batch) -> tuple[int, int, int] | None:
-  """The (text, audio, vision) lengths of a batch (a length bucket; None for no batch)."""
-  if host_batch is None:
-    return None
-  return tuple(host_batch[k].shape[1] for k in ("text_ids", "audio", "vision"))
 
 
 def log_step_shapes(exp: Experiment) -> None:

@@ -62,8 +62,7 @@ def _epoch(exp, state, epoch: int):
       compile_s += took
     else:
       steady.append(took)
-    shapes.append(experiment.shape_of(batch) if u is None else np.maximum(
-        experiment.shape_of(batch), experiment.shape_of(u)))
+    shapes.append(lengths.common_shape(batch, u))
   return state, time.perf_counter() - t_epoch, compile_s, steady, shapes
 
 

@@ -210,10 +210,6 @@ def _bucketed(sources, batch=8, seed=5, group_chunk=None, host=0, hosts=1, split
                                     cutter=cutter, group_chunk=group_chunk)
 
 
-def _shape(b):
-  return tuple(b[k].shape[1] for k in ("text_ids", "audio", "vision"))
-
-
 def _longest(b):
   return (int(np.max(np.flatnonzero(b["text_mask"].any(0)))) + 1, int(b["audio_len"].max()),
           int(b["vision_len"].max()))
@@ -227,10 +223,10 @@ def test_each_batch_is_cut_to_the_smallest_bucket_that_holds_it(sources, group_c
   cut = _bucketed(sources, group_chunk=group_chunk)
   plain = list(input_pipeline.TrainStream(sources["train"], 8, 5, OPTIONS).iterator(1))
   batches = list(cut.iterator(1))
-  assert [_shape(b) for b in batches] == cut.shapes(1)
+  assert [lengths.shape(b) for b in batches] == cut.shapes(1)
   for b in batches:
-    assert _shape(b) == cut.cutter.buckets.fit(np.array([_longest(b)])), _longest(b)
-  assert len({_shape(b) for b in batches}) > 1  # Some batches are cut, some differently.
+    assert lengths.shape(b) == cut.cutter.buckets.fit(np.array([_longest(b)])), _longest(b)
+  assert len({lengths.shape(b) for b in batches}) > 1  # Some batches are cut, some differently.
   if group_chunk is not None:
     assert sorted(sum(_ids(batches), [])) == sorted(sum(_ids(plain), []))
     return
@@ -255,7 +251,7 @@ def test_grouping_pays_for_fewer_positions_is_seeded_and_resumes_exactly(sources
   state = it.get_state()
   rest = list(it)
   resumed = list(_bucketed(sources, group_chunk=0).iterator(2, state))
-  assert _ids(resumed) == _ids(rest) and [_shape(b) for b in resumed] == [_shape(b)
+  assert _ids(resumed) == _ids(rest) and [lengths.shape(b) for b in resumed] == [lengths.shape(b)
                                                                          for b in rest]
 
 
@@ -263,10 +259,10 @@ def test_hosts_cut_their_rows_of_a_global_batch_alike(sources):
   one = list(_bucketed(sources, batch=16, group_chunk=2).iterator(0))
   hosts = [list(_bucketed(sources, batch=16, group_chunk=2, host=h, hosts=4).iterator(0))
            for h in range(4)]
-  assert len({_shape(b) for b in one}) > 1
+  assert len({lengths.shape(b) for b in one}) > 1
   for step, batch in enumerate(one):
     assert [i for h in range(4) for i in hosts[h][step]["id"]] == list(batch["id"])
-    assert {_shape(hosts[h][step]) for h in range(4)} == {_shape(batch)}
+    assert {lengths.shape(hosts[h][step]) for h in range(4)} == {lengths.shape(batch)}
 
 
 def test_eval_reads_by_length_and_still_counts_every_example_once(sources):
@@ -286,8 +282,8 @@ def test_eval_reads_by_length_and_still_counts_every_example_once(sources):
             assert i not in seen and ids[p] == i
             seen[i] = p
     assert len(seen) == len(source)
-    shapes = [_shape(b) for b in batches[0]]
-    assert {_shape(b) for h in range(hosts) for b in batches[h]} == set(shapes)
+    shapes = [lengths.shape(b) for b in batches[0]]
+    assert {lengths.shape(b) for h in range(hosts) for b in batches[h]} == set(shapes)
     text = [s[0] for s in shapes]  # The first sort key: the text buckets ascend.
     assert text == sorted(text) and text[0] < 16
 
@@ -300,7 +296,7 @@ def test_eval_and_unlabelled_batches_are_cut_too(sources):
   for hosts in (1, 2):
     got = [b for h in range(hosts) for b in input_pipeline.eval_batches(
         short, 8, OPTIONS, h, hosts, cutter=input_pipeline.Cutter(short, buckets))]
-    assert {_shape(b)[0] for b in got} == {8}
+    assert {lengths.shape(b)[0] for b in got} == {8}
     assert sorted(i for b in got for i, m in zip(b["id"], b["mask"]) if m) == sorted(
         input_pipeline.decode(short[i])["id"] for i in range(len(short)))
   pool = sources["unlabeled"]
@@ -309,7 +305,7 @@ def test_eval_and_unlabelled_batches_are_cut_too(sources):
   plain = input_pipeline.UnlabeledStream(pool, 8, 5, OPTIONS)
   for step in range(6):
     b, p = next(cut.iterator(step)), next(plain.iterator(step))
-    assert _shape(b) == buckets.fit(np.array([_longest(p)]))
+    assert lengths.shape(b) == buckets.fit(np.array([_longest(p)]))
     np.testing.assert_array_equal(lengths.pad(b, (16, 24, 20))["vision"], p["vision"])
 
 

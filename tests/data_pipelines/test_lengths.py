@@ -44,6 +44,8 @@ def test_cutting_removes_padding_only_and_padding_restores_the_batch():
   cut = lengths.trim(full, shape)
   assert [cut[k].shape[1] for k in ("text_ids", "text_mask", "audio", "vision")] == [7, 7, 5, 4]
   assert cut["audio_len"] is full["audio_len"] and cut["label"] is full["label"]
+  assert lengths.shape(cut) == shape and lengths.shape(full) == (10, 8, 6)
+  assert lengths.common_shape(cut, None, lengths.trim(full, (3, 8, 2))) == (7, 8, 4)
   back = lengths.pad(cut, (10, 8, 6))
   for k, v in full.items():
     np.testing.assert_array_equal(back[k], v, err_msg=k)

@@ -72,7 +72,7 @@ def test_cut_batches_train_and_score_like_the_padded_ones(smoke_start, exps):
   state = smoke_start[0]
   padded = lengths.padded_lengths(cut_exp.streams.sources["train"])
   grouped = list(cut_exp.streams.train.iterator(0))
-  shapes = [experiment.shape_of(b) for b in grouped]
+  shapes = [lengths.shape(b) for b in grouped]
   # The cut shape met most often: STEPS of its batches make one new program.
   common = max((s for s in set(shapes) if s != padded), key=shapes.count)
   batches = [b for b, s in zip(grouped, shapes) if s == common][:STEPS]
@@ -99,7 +99,7 @@ def test_cut_batches_train_and_score_like_the_padded_ones(smoke_start, exps):
   options = cut_exp.streams.options
   cutter = input_pipeline.Cutter(short, cut_exp.streams.cutter("test").buckets)
   cut_batches = list(input_pipeline.eval_batches(short, 16, options, cutter=cutter))
-  assert {experiment.shape_of(b) for b in cut_batches} == {tuple(b[0] for b in BUCKETS)}
+  assert {lengths.shape(b) for b in cut_batches} == {tuple(b[0] for b in BUCKETS)}
   cut_pred, labels, ids = experiment.predict(cut_exp, cut_state.params, cut_batches)
   full_pred, labels_f, ids_f = experiment.predict(
       full_exp, full_state.params, input_pipeline.eval_batches(short, 16, options))
