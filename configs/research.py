@@ -36,10 +36,30 @@ updates as at full labels):
 Equal tuning (`tune_ROW` for ROW in TUNED): TRIALS trials of --mode=sweep on seed 0's
 validation MAE (TPE, median pruning after the first epoch), then the best configuration
 and the untuned one over seeds 1 to 5 (the sweep's confirmation).
+
+Real CMU-MOSI (`real_*` rows, REAL_TABLES; fixed before any of them was run). Data: the
+utterance-level files of configs/real.py with their own split (train 62 videos, valid 11,
+test 20: the only split on which those features are not fitted to the test videos), or,
+for `real_text_standard`, the transcripts on the SDK's standard folds. Every row is
+configs/real.py's DATA,MODEL at its defaults (all-MiniLM-L6-v2 BERTs, 8 epochs with
+patience 3 on validation MAE, length buckets and grouping), REAL_SEEDS seeds, test scored
+once per seed, then scored again with each modality removed (REAL_CONDITIONS). Ridge
+probes of each modality's features are reported beside every row (train.report_probes).
+  real_text                       the BERT branch alone (transcripts)
+  real_mim, real_none, real_orthogonal   MIRD and its two ablations
+  real_complete_mib, real_early_mib, real_late_mib
+  real_mim_novision, real_none_novision, real_complete_mib_novision
+                                  vision removed from training (its 3D-CNN features were
+                                  fitted on the train videos' labels)
+  real_text_standard              the text row on the standard folds
+Equal tuning on real data (`tune_ROW` for ROW in REAL_TUNED): REAL_TRIALS trials of
+--mode=sweep in REAL_SPACE's ranges (centred on configs/real.py's rates), then the best
+configuration and the untuned one over seeds 1 to 5.
 """
 
 from configs import ablations
 from configs import mib_demo
+from configs import real
 from configs import sweeps
 
 BASE = "table"
@@ -144,21 +164,96 @@ def _space(row: str) -> tuple:
   return tuple((k, d) for k, d in sweeps.space("demo", "mird") if keep(k))
 
 
+# Real CMU-MOSI. Each row's data: "utterance" (mosi_utterance-style files, their own
+# split) or "standard" (label.csv on the standard folds); docs/results.sh reads their
+# folders from $MOSI_UTTERANCE and $MOSI_STANDARD.
+REAL_SEEDS = 5
+REAL_TRIALS = 8
+REAL_TUNED = ("real_mim", "real_none", "real_complete_mib")
+# Length-1 audio and vision frames: dropping frames or adding noise per frame says nothing
+# more than removing the modality does.
+REAL_CONDITIONS = ("remove:text", "remove:audio", "remove:vision")
+REAL_SPACE_LR = (("optim.main_lr", "loguniform(0.0002, 0.005)"),
+                 ("optim.bert_lr", "loguniform(1e-05, 0.0002)"))
+
+
+def _real(data: str, model: str, *overrides):
+  def build(base: str):
+    config = real.get_config(f"{data},{model}" + (",smoke" if base == "smoke" else ""))
+    for o in overrides:
+      o(config)
+    return config
+  return build
+
+
+_NONE = _set(model__constraint="none")
+_ORTHOGONAL = _set(model__constraint="orthogonal")
+REAL_ROWS = {
+    "real_text": ("utterance", _real("utterance", "text")),
+    "real_mim": ("utterance", _real("utterance", "mird")),
+    "real_none": ("utterance", _real("utterance", "mird", _NONE)),
+    "real_orthogonal": ("utterance", _real("utterance", "mird", _ORTHOGONAL)),
+    "real_complete_mib": ("utterance", _real("utterance", "mib_complete")),
+    "real_early_mib": ("utterance", _real("utterance", "mib_early")),
+    "real_late_mib": ("utterance", _real("utterance", "mib_late")),
+    "real_mim_novision": ("utterance", _real("utterance_novision", "mird")),
+    "real_none_novision": ("utterance", _real("utterance_novision", "mird", _NONE)),
+    "real_complete_mib_novision": ("utterance", _real("utterance_novision", "mib_complete")),
+    "real_text_standard": ("standard", _real("text", "text")),
+}
+REAL_TABLES = {
+    "real_models": ("Real MOSI: every model, three modalities", "real_mim",
+                    ("real_text", "real_mim", "real_none", "real_orthogonal",
+                     "real_complete_mib", "real_early_mib", "real_late_mib")),
+    "real_novision": ("Real MOSI: trained without vision", "real_mim_novision",
+                      ("real_mim_novision", "real_none_novision",
+                       "real_complete_mib_novision")),
+    "real_standard": ("Real MOSI transcripts on the standard folds", "real_text_standard",
+                      ("real_text_standard",)),
+}
+
+
+def data_of(row: str) -> str:
+  """"synthetic", or the real data a row reads ("utterance" or "standard")."""
+  return REAL_ROWS[row][0] if row in REAL_ROWS else "synthetic"
+
+
+def tables() -> dict:
+  """Every table, synthetic then real: {name: (title, reference row, rows)}."""
+  return {**TABLES, **REAL_TABLES}
+
+
+def _real_space(row: str) -> tuple:
+  keys = dict(sweeps.space("mosi", "mib_complete" if row.endswith("mib") else "mird"))
+  keys.update(REAL_SPACE_LR)
+  if row == "real_none":  # No MI penalty: its weight and estimators are never read.
+    keys = {k: d for k, d in keys.items() if not k.startswith(("club.", "loss.w_mi"))}
+  return tuple(keys.items())
+
+
 def get_config(arg: str | None = None):
-  """`[tune_]ROW[,smoke]`; no argument: mim; `smoke`: mim on the demo's smoke base."""
+  """`[tune_]ROW[,smoke]`; no argument: mim; `smoke`: mim on the demo's smoke base (a
+  real row's smoke: configs/real.py's tiny random BERT)."""
   tokens = [t for t in (arg or "mim").split(",") if t]
   smoke = "smoke" in tokens
   name = ([t for t in tokens if t != "smoke"] or ["mim"])[0]
   row = name[len("tune_"):] if name.startswith("tune_") else name
-  if (row not in ROWS or (name.startswith("tune_") and row not in TUNED)
-      or len(tokens) > 1 + smoke):
+  tuned = TUNED + REAL_TUNED
+  if (row not in ROWS and row not in REAL_ROWS or (name.startswith("tune_") and row not in
+                                                   tuned) or len(tokens) > 1 + smoke):
     raise ValueError(f"configs/research.py needs [tune_]ROW[,smoke] (ROW one of "
-                     f"{', '.join(ROWS)}; tune_ for {', '.join(TUNED)}); got {arg!r}")
-  config = ROWS[row]("smoke" if smoke else BASE)
-  config.num_seeds = SEEDS
+                     f"{', '.join([*ROWS, *REAL_ROWS])}; tune_ for {', '.join(tuned)}); "
+                     f"got {arg!r}")
+  is_real = row in REAL_ROWS
+  config = (REAL_ROWS[row][1] if is_real else ROWS[row])("smoke" if smoke else BASE)
+  config.num_seeds = REAL_SEEDS if is_real else SEEDS
   config.robustness.enabled = True
+  if is_real:
+    config.robustness.conditions = REAL_CONDITIONS
   if name.startswith("tune_"):
     s = config.sweep
-    s.space, s.trials, s.confirm_seeds = _space(row), TRIALS, CONFIRM_SEEDS
+    s.space = _real_space(row) if is_real else _space(row)
+    s.trials = REAL_TRIALS if is_real else TRIALS
+    s.confirm_seeds = CONFIRM_SEEDS
     s.pruner, s.pruner_warmup_epochs = "median", 1
   return config
