@@ -77,7 +77,23 @@ def table(workdirs: list[str], reference: str | None = None,
                 "minimises; under none and orthogonal the monitored estimators'), mean ± "
                 "std over seeds.", names, summaries, ref, club)
   out += _robustness(names, summaries, ref)
+  out += _probes(names, summaries)
   return "\n".join(out) + "\n"
+
+
+def _probes(names, summaries, metrics=("MAE", "Corr")) -> list[str]:
+  """The ridge probes of each row's input features (train.report_probes), where any row
+  has them: closed-form fits that no training seed changes."""
+  inputs = _keys(summaries, "probes_test")
+  if not inputs:
+    return []
+  columns = [(f"{i} {m}", ("probes_test", i, m)) for i in inputs for m in metrics]
+  cell = lambda s, path: _cell(summary_lib.mean_std(paired_lib.per_seed(s, path).values()))
+  return ["", "Ridge probes of the input features on the test split (closed form, fitted "
+          "on train, ridge weight chosen on valid; the same for every seed of a row).", "",
+          summary_lib.markdown_table(["config"] + [label for label, _ in columns],
+                                     [[n] + [cell(s, path) for _, path in columns]
+                                      for n, s in zip(names, summaries)])]
 
 
 def _keys(summaries, *path) -> list[str]:

@@ -51,7 +51,7 @@ def summarise(results: dict[int, dict], config_dict: dict,
   robustness.json} when the protocol scored its conditions."""
   ordered = [results[s] for s in sorted(results)]
   parts = {"test": "test", "valid": "valid", "test_losses": "test_losses",
-           "disentanglement": "disentanglement"}
+           "disentanglement": "disentanglement", "probes_test": "probes_test"}
   return {
       "version": SUMMARY_VERSION,
       "seeds": sorted(results),
@@ -63,6 +63,7 @@ def summarise(results: dict[int, dict], config_dict: dict,
                     "epochs_run": r["epochs_run"], "test": r["test"], "valid": r["valid"],
                     "disentanglement": r.get("disentanglement", {}),
                     "test_losses": r.get("test_losses", {}),
+                    "probes_test": r.get("probes_test", {}),
                     "robustness": (robust or {}).get(s, {}).get("conditions", {})}
                    for s, r in sorted(results.items())],
       "config": config_dict,

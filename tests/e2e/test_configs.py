@@ -314,3 +314,58 @@ def test_research_rows_differ_from_their_reference_in_the_documented_keys_only()
     assert tuned.sweep.trials == research.TRIALS and tuned.sweep.confirm_seeds == 5
   with pytest.raises(ValueError, match="tune_ for mim, none, complete_mib"):
     research.get_config("tune_club_r50")
+
+
+_NOVISION = {"data.vision_csd", "data.vision_dim"}
+_REAL_ROW_CHANGES = {  # The real rows: what each changes from its reference (second item).
+    "real_mim": (set(), "real_mim"), "real_none": ({"model.constraint"}, "real_mim"),
+    "real_orthogonal": ({"model.constraint"}, "real_mim"),
+    "real_mim_novision": (_NOVISION, "real_mim"),
+    "real_none_novision": (_NOVISION | {"model.constraint"}, "real_mim"),
+    "real_complete_mib": (set(), "real_complete_mib"),
+    "real_early_mib": ({"model.mib.variant"}, "real_complete_mib"),
+    "real_late_mib": ({"model.mib.variant"}, "real_complete_mib"),
+    "real_complete_mib_novision": (_NOVISION, "real_complete_mib"),
+    "real_text": (set(), "real_text"),
+    "real_text_standard": ({"data.split", "data.audio_csd", "data.audio_dim",
+                            "data.vision_csd", "data.vision_dim", "train.report_probes"},
+                           "real_text"),
+}
+
+
+def test_real_research_rows_are_configs_real_at_its_defaults_and_differ_as_documented():
+  from configs import real  # pylint: disable=g-import-not-at-top
+  from configs import research  # pylint: disable=g-import-not-at-top
+  assert set(research.REAL_ROWS) == set(_REAL_ROW_CHANGES)
+  assert not set(research.REAL_ROWS) & set(research.ROWS)
+  mim = research.get_config("real_mim")
+  assert mim.to_dict() == real.get_config("utterance,mird").to_dict() | {
+      "num_seeds": research.REAL_SEEDS, "robustness": mim.robustness.to_dict()}
+  assert mim.robustness.enabled and mim.robustness.conditions == research.REAL_CONDITIONS
+  for row, (expected, reference) in _REAL_ROW_CHANGES.items():
+    config = research.get_config(row)
+    config_check.validate(config)
+    assert config.data.text_buckets and config.data.group_by_length, row  # Issue 35: buckets.
+    diff = set(multiseed_diff(research.get_config(reference).to_dict(), config.to_dict()))
+    assert diff == expected, row
+    assert research.data_of(row) == ("standard" if row.endswith("standard") else "utterance")
+    smoke = research.get_config(f"{row},smoke")
+    config_check.validate(smoke)
+    assert not smoke.bert.pretrained and smoke.model.name == config.model.name
+  for table, (_, reference, rows) in research.REAL_TABLES.items():
+    assert reference in rows and set(rows) <= set(research.REAL_ROWS), table
+  assert {r for _, _, rs in research.REAL_TABLES.values() for r in rs} == set(research.REAL_ROWS)
+  for row in research.REAL_TUNED:
+    tuned, plain = research.get_config(f"tune_{row}"), research.get_config(row)
+    assert {k.split(".")[0] for k in multiseed_diff(plain.to_dict(), tuned.to_dict())} == {
+        "sweep"}
+    assert tuned.sweep.trials == research.REAL_TRIALS and tuned.sweep.confirm_seeds == 5
+    space = dict(tuned.sweep.space)
+    # The real rates sit inside the searched ranges; the MI keys only where a penalty is.
+    for key in ("optim.main_lr", "optim.bert_lr"):
+      low, high = map(float, re.findall(r"[\d.e-]+", space[key]))
+      assert low < plain.optim[key.split(".")[1]] < high, (row, key)
+    assert ("loss.w_mi" in space) == (row == "real_mim"), row
+  assert research.data_of("mim") == "synthetic"
+  with pytest.raises(ValueError, match="real_none"):
+    research.get_config("tune_real_orthogonal")

@@ -13,7 +13,8 @@ from configs import research
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_results_script_runs_every_row_and_table(tmp_path):
+def _stub(tmp_path):
+  """A stand-in for Python: `-c` runs the real one, anything else is recorded."""
   log = tmp_path / "calls.log"
   stub = tmp_path / "python"
   stub.write_text(f"""#!/usr/bin/env bash
@@ -26,10 +27,19 @@ case "$*" in
 esac
 """)
   stub.chmod(0o755)
+  return stub, log
+
+
+def _results_sh(stub, w, *tables, **env):
+  return subprocess.run(["bash", str(ROOT / "docs/results.sh"), str(w), *tables], cwd=ROOT,
+                        env=dict(os.environ, PY=str(stub), **env), capture_output=True,
+                        text=True, timeout=120)
+
+
+def test_results_script_runs_every_row_and_table(tmp_path):
+  stub, log = _stub(tmp_path)
   w = tmp_path / "w"
-  proc = subprocess.run(["bash", str(ROOT / "docs/results.sh"), str(w)], cwd=ROOT,
-                        env=dict(os.environ, PY=str(stub)), capture_output=True, text=True,
-                        timeout=120)
+  proc = _results_sh(stub, w)
   assert proc.returncode == 0, proc.stderr
   calls = log.read_text().splitlines()
   data = f"--config.data.data_dir={w}/data/tfds --config.data.manual_dir={w}/data/raw"
@@ -53,3 +63,31 @@ esac
   times = (w / "times.tsv").read_text().splitlines()
   assert len(times) == sum(len(rs) for _, _, rs in research.TABLES.values()) + len(
       research.TUNED)
+
+
+def test_results_script_runs_the_real_tables_on_the_folders_given(tmp_path):
+  stub, log = _stub(tmp_path)
+  w = tmp_path / "w"
+  missing = _results_sh(stub, w, "real_models")  # No folder given: stops, names the variable.
+  assert missing.returncode != 0 and "MOSI_UTTERANCE" in missing.stderr
+  assert not log.exists()
+  folders = {"utterance": "/data/mosi utterance", "standard": "/data/mosi"}
+  proc = _results_sh(stub, w, "real", SEEDS="3", MOSI_UTTERANCE=folders["utterance"],
+                     MOSI_STANDARD=folders["standard"])
+  assert proc.returncode == 0, proc.stderr
+  calls = log.read_text().splitlines()
+  for row in research.REAL_ROWS:
+    data = f"--config.data.manual_dir={folders[research.data_of(row)]}"
+    assert (f"run.py --config=configs/research.py:{row} --mode=multiseed "
+            f"--workdir={w}/rows/{row} {data} --config.num_seeds=3") in calls, row
+  for row in research.REAL_TUNED:
+    assert (f"run.py --config=configs/research.py:tune_{row} --mode=sweep "
+            f"--workdir={w}/tuned/{row} --config.data.manual_dir={folders['utterance']}"
+            ) in calls
+  for table, (_, reference, rows) in research.REAL_TABLES.items():
+    dirs = ",".join(f"{w}/rows/{r}" for r in rows)
+    assert (w / "tables" / f"{table}.md").read_text() == (
+        f"table of run.py --mode=compare --workdirs={dirs} --reference={w}/rows/{reference}\n")
+  assert "--reference=" + str(w / "tuned_rows" / "real_mim_tuned") in (
+      w / "tables" / "real_tuned.md").read_text()
+  assert not any("configs/research.py:mim " in c or "data/raw" in c for c in calls)

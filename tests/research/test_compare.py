@@ -12,12 +12,13 @@ from mird_jax.research import summary as summary_lib
 
 
 
-def _summary(workdir, name, values_by_seed):
+def _summary(workdir, name, values_by_seed, probes=None):
   d = workdir / name
   d.mkdir()
   per_seed = [{"seed": s, "selected_epoch": 1, "epochs_run": 1,
                "test": {"MAE": mae, "Corr": corr}, "valid": {},
-               "disentanglement": {"knn_mi": {"s_a": mi}, "latent_variance": {"z_s": 10 * mi}}}
+               "disentanglement": {"knn_mi": {"s_a": mi}, "latent_variance": {"z_s": 10 * mi}},
+               **({"probes_test": probes} if probes else {})}
               for s, (mae, corr, mi) in values_by_seed.items()]
   summary = summary_lib.summarise({r["seed"]: {**r, "select_metric": "MAE",
                                                "test_losses": {"mi/s_a": -r["test"]["MAE"]}}
@@ -51,3 +52,14 @@ def test_compare_prints_means_and_paired_tests_against_the_reference(tmp_path):
 def test_paired_test_is_undefined_without_spread_or_pairs():
   assert paired.paired({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0})["p"] is None  # Constant diff.
   assert paired.paired({0: 1.0}, {1: 1.0}) == {"n": 0, "diff": None, "p": None}
+
+
+def test_compare_reports_each_rows_ridge_probes_where_it_has_them(tmp_path):
+  probes = {"text": {"MAE": 0.9, "Corr": 0.6}, "audio": {"MAE": 1.3, "Corr": 0.2}}
+  ref = _summary(tmp_path, "mim", {0: (1.0, 0.5, 0.2), 1: (1.1, 0.4, 0.3)}, probes)
+  other = _summary(tmp_path, "text", {0: (1.2, 0.3, 0.5), 1: (1.0, 0.5, 0.4)})
+  text = compare.table([str(ref), str(other)], metrics=("MAE",))
+  assert "| config | text MAE | text Corr | audio MAE | audio Corr |" in text
+  assert "| mim | 0.900 ± 0.000 | 0.600 ± 0.000 | 1.300 ± 0.000 | 0.200 ± 0.000 |" in text
+  assert "| text | n/a | n/a | n/a | n/a |" in text
+  assert "Ridge probes" not in compare.table([str(other)], metrics=("MAE",))
