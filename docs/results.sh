@@ -37,6 +37,21 @@ data_args() {  # data_args ROW: sets DATA to the row's data flags
   esac
 }
 
+reuse_row_seeds() {  # reuse_row_seeds ROW: the untuned confirmation's seeds the row already ran
+  # The confirmation's "base" is the row's own config over seeds 1 to 5: a seed the row
+  # finished is the same run (same config and seed, deterministic on CPU), so it is
+  # linked in, not trained again. Hard links: nothing is copied, the row keeps its own.
+  local row=$1 src dst
+  for src in "$W/rows/$row"/seed_*; do
+    dst=$W/tuned/$row/confirm/base/${src##*/}
+    if [ "${src##*/}" != seed_0 ] && [ -f "$src/results.json" ] && [ ! -e "$dst" ]; then
+      mkdir -p "${dst%/*}"
+      cp -al "$src" "$dst"
+      rm -f "$dst/workdir.lock"
+    fi
+  done
+}
+
 timed() {  # timed LABEL COMMAND...: runs it, appends "LABEL seconds" to times.tsv
   local label=$1 start=$SECONDS
   shift
@@ -50,6 +65,7 @@ for table in "${TABLES[@]}"; do
     rows=$(research "' '.join(r.$([ "$table" = tuned ] && echo TUNED || echo REAL_TUNED))")
     for row in $rows; do
       data_args "$row"
+      reuse_row_seeds "$row"
       timed "tune_$row" "$PY" run.py --config="configs/research.py:tune_$row" --mode=sweep \
         --workdir="$W/tuned/$row" "${DATA[@]}"
       best=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['best']['number'])" \

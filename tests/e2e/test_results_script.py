@@ -72,6 +72,10 @@ def test_results_script_runs_the_real_tables_on_the_folders_given(tmp_path):
   assert missing.returncode != 0 and "MOSI_UTTERANCE" in missing.stderr
   assert not log.exists()
   folders = {"utterance": "/data/mosi utterance", "standard": "/data/mosi"}
+  for seed in (0, 1, 2):  # The row ran seeds 0-2, seed 2 unfinished: seed 1 is reused.
+    (w / "rows" / "real_mim" / f"seed_{seed}").mkdir(parents=True)
+    if seed < 2:
+      (w / "rows" / "real_mim" / f"seed_{seed}" / "results.json").write_text(f"{seed}")
   proc = _results_sh(stub, w, "real", SEEDS="3", MOSI_UTTERANCE=folders["utterance"],
                      MOSI_STANDARD=folders["standard"])
   assert proc.returncode == 0, proc.stderr
@@ -88,6 +92,10 @@ def test_results_script_runs_the_real_tables_on_the_folders_given(tmp_path):
     dirs = ",".join(f"{w}/rows/{r}" for r in rows)
     assert (w / "tables" / f"{table}.md").read_text() == (
         f"table of run.py --mode=compare --workdirs={dirs} --reference={w}/rows/{reference}\n")
+  base = w / "tuned" / "real_mim" / "confirm" / "base"
+  assert sorted(p.name for p in base.iterdir()) == ["seed_1"]  # Seed 0 is the search's.
+  assert os.path.samefile(base / "seed_1" / "results.json",
+                          w / "rows" / "real_mim" / "seed_1" / "results.json")
   assert "--reference=" + str(w / "tuned_rows" / "real_mim_tuned") in (
       w / "tables" / "real_tuned.md").read_text()
   assert not any("configs/research.py:mim " in c or "data/raw" in c for c in calls)
