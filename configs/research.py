@@ -82,22 +82,22 @@ def _set(**keys):
   return apply
 
 
-def _mird(ablation: str, *overrides):
+def _make_row(make, *overrides):
+  """A row: `make(base)` (a family's config on the base), then each override on it."""
   def build(base: str):
-    config = ablations.get_config(f"{base},{ablation}")
+    config = make(base)
     for o in overrides:
       o(config)
     return config
   return build
+
+
+def _mird(ablation: str, *overrides):
+  return _make_row(lambda base: ablations.get_config(f"{base},{ablation}"), *overrides)
 
 
 def _mib(*overrides):
-  def build(base: str):
-    config = mib_demo.get_config(f"{base},complete")
-    for o in overrides:
-      o(config)
-    return config
-  return build
+  return _make_row(lambda base: mib_demo.get_config(f"{base},complete"), *overrides)
 
 
 _TRANSFORMER = _set(model__av_encoder="transformer")
@@ -160,8 +160,13 @@ def _space(row: str) -> tuple:
   never reads (no MI weight or estimator settings without the MI penalty)."""
   if row.endswith("mib"):
     return sweeps.space("demo", "mib_complete")
-  keep = lambda key: row == "mim" or not key.startswith(("club.", "loss.w_mi"))
-  return tuple((k, d) for k, d in sweeps.space("demo", "mird") if keep(k))
+  return _read_by(row, sweeps.space("demo", "mird"))
+
+
+def _read_by(row: str, space) -> tuple:
+  """`space` less the MI weight and estimator keys, unless `row` has the MI penalty."""
+  mi = row.removeprefix("real_") == "mim"
+  return tuple((k, d) for k, d in space if mi or not k.startswith(("club.", "loss.w_mi")))
 
 
 # Real CMU-MOSI. Each row's data: "utterance" (mosi_utterance-style files, their own
@@ -178,16 +183,11 @@ REAL_SPACE_LR = (("optim.main_lr", "loguniform(0.0002, 0.005)"),
 
 
 def _real(data: str, model: str, *overrides):
-  def build(base: str):
-    config = real.get_config(f"{data},{model}" + (",smoke" if base == "smoke" else ""))
-    for o in overrides:
-      o(config)
-    return config
-  return build
+  smoke = lambda base: ",smoke" if base == "smoke" else ""
+  return _make_row(lambda base: real.get_config(f"{data},{model}{smoke(base)}"), *overrides)
 
 
-_NONE = _set(model__constraint="none")
-_ORTHOGONAL = _set(model__constraint="orthogonal")
+_NONE, _ORTHOGONAL = ablations.ABLATIONS["none"], ablations.ABLATIONS["orthogonal"]
 REAL_ROWS = {
     "real_text": ("utterance", _real("utterance", "text")),
     "real_mim": ("utterance", _real("utterance", "mird")),
@@ -224,11 +224,11 @@ def tables() -> dict:
 
 
 def _real_space(row: str) -> tuple:
-  keys = dict(sweeps.space("mosi", "mib_complete" if row.endswith("mib") else "mird"))
-  keys.update(REAL_SPACE_LR)
-  if row == "real_none":  # No MI penalty: its weight and estimators are never read.
-    keys = {k: d for k, d in keys.items() if not k.startswith(("club.", "loss.w_mi"))}
-  return tuple(keys.items())
+  """configs/sweeps.py's MOSI space for the row's family with REAL_SPACE_LR's rates, less
+  the keys the row never reads."""
+  if row.endswith("mib"):
+    return tuple({**dict(sweeps.space("mosi", "mib_complete")), **dict(REAL_SPACE_LR)}.items())
+  return _read_by(row, {**dict(sweeps.space("mosi", "mird")), **dict(REAL_SPACE_LR)}.items())
 
 
 def get_config(arg: str | None = None):

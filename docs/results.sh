@@ -62,7 +62,7 @@ timed() {  # timed LABEL COMMAND...: runs it, appends "LABEL seconds" to times.t
 for table in "${TABLES[@]}"; do
   if [ "$table" = tuned ] || [ "$table" = real_tuned ]; then
     dirs=()
-    rows=$(research "' '.join(r.$([ "$table" = tuned ] && echo TUNED || echo REAL_TUNED))")
+    rows=$(research "' '.join(r.${table^^})")  # tuned: TUNED, real_tuned: REAL_TUNED
     for row in $rows; do
       data_args "$row"
       reuse_row_seeds "$row"

@@ -88,12 +88,16 @@ def _probes(names, summaries, metrics=("MAE", "Corr")) -> list[str]:
   if not inputs:
     return []
   columns = [(f"{i} {m}", ("probes_test", i, m)) for i in inputs for m in metrics]
-  cell = lambda s, path: _cell(summary_lib.mean_std(paired_lib.per_seed(s, path).values()))
   return ["", "Ridge probes of the input features on the test split (closed form, fitted "
           "on train, ridge weight chosen on valid; the same for every seed of a row).", "",
           summary_lib.markdown_table(["config"] + [label for label, _ in columns],
-                                     [[n] + [cell(s, path) for _, path in columns]
+                                     [[n] + [_mean_cell(s, path) for _, path in columns]
                                       for n, s in zip(names, summaries)])]
+
+
+def _mean_cell(summary, path) -> str:
+  """Mean ± std over seeds of the per-seed value at `path`."""
+  return _cell(summary_lib.mean_std(paired_lib.per_seed(summary, path).values()))
 
 
 def _keys(summaries, *path) -> list[str]:
@@ -122,10 +126,9 @@ def _block(title: str, names, summaries, ref: int, columns) -> list[str]:
              if any(paired_lib.per_seed(s, path) for s in summaries)]
   if not columns:
     return []
-  cell = lambda s, path: _cell(summary_lib.mean_std(paired_lib.per_seed(s, path).values()))
   return ["", title, "",
           summary_lib.markdown_table(["config"] + [label for label, _ in columns],
-                                     [[n] + [cell(s, path) for _, path in columns]
+                                     [[n] + [_mean_cell(s, path) for _, path in columns]
                                       for n, s in zip(names, summaries)]), "",
           f"Paired difference to {names[ref]}.", "",
           _paired_table(names, summaries, ref, columns)]
