@@ -4,7 +4,8 @@ Rows are the workdirs (named by their folder), columns the headline metrics as m
 over seeds; then, for every row against the reference row, the mean paired difference and
 the two-sided p-value of a paired t-test over the seeds both rows ran (the same seed gives
 the same data order and initial draw, so the runs pair). With 3 to 5 seeds the test has
-little power: a p-value above 0.05 means "not shown", not "equal".
+little power: a p-value above 0.05 means "not shown", not "equal". Below them, each row's
+training wall time and steps/s, read from its seeds' event files.
 """
 
 import json
@@ -12,6 +13,7 @@ import pathlib
 
 from mird_jax.research import paired as paired_lib
 from mird_jax.research import summary as summary_lib
+from mird_jax.runs import timing
 
 HEADLINE = ("MAE", "Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7")
 _DISENTANGLEMENT = (("MI(z_s,z_l)", ("knn_mi", "s_l")), ("MI(z_s,z_a)", ("knn_mi", "s_a")),
@@ -78,6 +80,7 @@ def table(workdirs: list[str], reference: str | None = None,
                 "std over seeds.", names, summaries, ref, club)
   out += _robustness(names, summaries, ref)
   out += _probes(names, summaries)
+  out += _timing(names, workdirs, summaries)
   return "\n".join(out) + "\n"
 
 
@@ -93,6 +96,25 @@ def _probes(names, summaries, metrics=("MAE", "Corr")) -> list[str]:
           summary_lib.markdown_table(["config"] + [label for label, _ in columns],
                                      [[n] + [_mean_cell(s, path) for _, path in columns]
                                       for n, s in zip(names, summaries)])]
+
+
+def _timing(names, workdirs, summaries) -> list[str]:
+  """Each row's training wall time and speed, read from its seeds' event files
+  (runs/timing.py), where any row has them. Not paired: a run's time says what the machine
+  was doing then (another job beside it, a resume), not only what its config costs."""
+  per_row = [[timing.read(pathlib.Path(w) / f"seed_{seed}") for seed in s["seeds"]]
+             for w, s in zip(workdirs, summaries)]
+  if not any(t for row in per_row for t in row):
+    return []
+  cell = lambda row, key: _cell(summary_lib.mean_std(t.get(key) for t in row))
+  return ["", "Training wall time per seed (from the event writer's start to the last "
+          "validation: compiles included, data build and test scoring not) and median train "
+          "steps/s after each process's first epoch, mean ± std over seeds; the most "
+          "processes any seed took (more than 1: resumed).", "",
+          summary_lib.markdown_table(["config", "train minutes", "steps/s", "processes"], [
+              [n, cell(row, "train_minutes"), cell(row, "steps_per_s"),
+               str(max((t.get("processes", 0) for t in row), default=0) or "n/a")]
+              for n, row in zip(names, per_row)])]
 
 
 def _mean_cell(summary, path) -> str:

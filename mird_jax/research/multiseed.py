@@ -3,7 +3,8 @@ each a full run (train, select on validation, test once) in <workdir>/seed_<k> o
 dataset (built, or generated, once in the multi-seed workdir), then
 summary.json and summary.md: mean and standard deviation over seeds of every metric on
 test and validation, of the test loss terms and of the disentanglement check, one row per
-seed, and the exact config.
+seed, and the exact config; summary.md also gives each seed's training wall time and
+steps/s (runs/timing.py).
 
 Rerunning the same command skips the seeds that have results.json and resumes an
 interrupted one exactly, wherever it was killed (train.train_and_evaluate); a different
@@ -23,6 +24,7 @@ from mird_jax.research import summary as summary_lib
 from mird_jax.runs import errors
 from mird_jax.runs import outputs
 from mird_jax.runs import robustness
+from mird_jax.runs import timing
 from mird_jax.runs import train
 
 
@@ -72,7 +74,8 @@ def _summarise(config, workdir: pathlib.Path, results: dict, mesh=None) -> dict:
   summary = summary_lib.summarise(results, config.to_dict(), robust)
   if jax.process_index() == 0:
     outputs.atomic_write(workdir / "summary.json", outputs.dumps(summary))
-    outputs.atomic_write(workdir / "summary.md", summary_lib.markdown(summary))
+    timings = {seed: timing.read(workdir / f"seed_{seed}") for seed in summary["seeds"]}
+    outputs.atomic_write(workdir / "summary.md", summary_lib.markdown(summary, timings))
   return summary
 
 

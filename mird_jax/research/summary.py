@@ -101,8 +101,26 @@ def robustness_markdown(summary: dict, metrics=("MAE", "Corr", "Non0_acc_2")) ->
           markdown_table(["condition", *metrics] + [f"Δ{m}" for m in metrics[:2]], rows), ""]
 
 
-def markdown(summary: dict) -> str:
-  """summary.md: the tables a reader needs, then the exact config."""
+def _timing_markdown(timings: dict[int, dict]) -> list[str]:
+  """Each seed's training wall time and speed (runs/timing.py), where they were read."""
+  rows = [(seed, t) for seed, t in sorted(timings.items()) if t]
+  if not rows:
+    return []
+  cell = lambda v, digits: "n/a" if v is None else f"{v:.{digits}f}"
+  return ["## Wall time (training)", "",
+          "Per seed: minutes from the event writer's start to the last validation (compiles "
+          "included; data build and final test scoring not), median train steps/s after "
+          "each process's first epoch, and the processes that trained it (more than 1: "
+          "resumed).", "",
+          markdown_table(["seed", "minutes", "steps/s", "processes"], [
+              [str(seed), cell(t.get("train_minutes"), 1), cell(t.get("steps_per_s"), 2),
+               str(t["processes"])] for seed, t in rows]), ""]
+
+
+def markdown(summary: dict, timings: dict[int, dict] | None = None) -> str:
+  """summary.md: the tables a reader needs, then the exact config. `timings` ({seed:
+  runs/timing.read}) stays out of summary.json, which a resumed protocol must reproduce
+  exactly: a run's wall time is a fact of its history, not of its config and seed."""
   n = len(summary["seeds"])
   seeds_text = ", ".join(map(str, summary["seeds"]))
   out = [f"# Summary over {n} seeds ({seeds_text})", "",
@@ -115,6 +133,7 @@ def markdown(summary: dict) -> str:
               [f"{r['test'].get(k, float('nan')):.3f}" if r["test"].get(k) is not None
                else "n/a" for k in metrics] for r in summary["per_seed"]]
   out += ["## Per seed (test)", "", markdown_table(["seed", "epoch"] + metrics, per_seed), ""]
+  out += _timing_markdown(timings or {})
   d = summary["disentanglement"]
   if d:
     out += ["## Disentanglement (test split)", "",

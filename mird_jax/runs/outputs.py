@@ -4,8 +4,10 @@ never leaves a half-written one."""
 
 import csv
 import io
+import itertools
 import json
 import math
+import os
 import pathlib
 
 import ml_collections
@@ -106,6 +108,9 @@ def write_prediction_rows(path: pathlib.Path, rows) -> None:
   atomic_write(path, buf.getvalue())
 
 
+_WRITERS = itertools.count()
+
+
 class TensorBoard:
   """Scalar summaries as TensorBoard event files (tensorboardX: no TensorFlow needed)."""
 
@@ -113,7 +118,11 @@ class TensorBoard:
     self._writer = None
     if enabled:
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._writer = tensorboardX.SummaryWriter(str(logdir))
+      # A writer of its own in the name (process id, writer count): a resumed run that
+      # starts within the second of the previous writer would otherwise truncate its file
+      # (the name has whole seconds), and with it the history runs/timing.py reads.
+      self._writer = tensorboardX.SummaryWriter(
+          str(logdir), filename_suffix=f".{os.getpid()}.{next(_WRITERS)}")
 
   def scalars(self, step: int, values: dict, prefix: str = "") -> None:
     if self._writer is None:

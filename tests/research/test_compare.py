@@ -63,3 +63,17 @@ def test_compare_reports_each_rows_ridge_probes_where_it_has_them(tmp_path):
   assert "| mim | 0.900 ± 0.000 | 0.600 ± 0.000 | 1.300 ± 0.000 | 0.200 ± 0.000 |" in text
   assert "| text | n/a | n/a | n/a | n/a |" in text
   assert "Ridge probes" not in compare.table([str(other)], metrics=("MAE",))
+
+
+def test_compare_reports_each_rows_wall_time_from_its_seed_folders(tmp_path, monkeypatch):
+  ref = _summary(tmp_path, "mim", {0: (1.0, 0.5, 0.2), 1: (1.1, 0.4, 0.3)})
+  other = _summary(tmp_path, "text", {0: (1.2, 0.3, 0.5), 1: (1.0, 0.5, 0.4)})
+  assert "Training wall time" not in compare.table([str(ref), str(other)], metrics=("MAE",))
+  read = {ref / "seed_0": {"train_minutes": 20.0, "steps_per_s": 0.4, "processes": 1},
+          ref / "seed_1": {"train_minutes": 30.0, "steps_per_s": 0.5, "processes": 2},
+          other / "seed_1": {"train_minutes": 6.0, "processes": 1}}
+  monkeypatch.setattr(compare.timing, "read", lambda run_dir: read.get(run_dir, {}))
+  text = compare.table([str(ref), str(other)], metrics=("MAE",))
+  assert "| config | train minutes | steps/s | processes |" in text
+  assert "| mim | 25.000 ± 7.071 | 0.450 ± 0.071 | 2 |" in text
+  assert "| text | 6.000 | n/a | 1 |" in text  # One seed has no event file.

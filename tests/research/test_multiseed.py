@@ -5,6 +5,7 @@ compiled programs `smoke_exp` already built (the seed is a run-time value), with
 split of 6 batches (the dataset's size is a run-time value too)."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -53,6 +54,9 @@ def test_multiseed_summary_is_the_mean_and_std_of_its_seeds(seeds_dir):
   assert summary["config"]["seed"] == 4 and summary["config"]["num_seeds"] == 2
   md = (seeds_dir / "summary.md").read_text()
   assert "# Summary over 2 seeds (4, 5)" in md and "| MAE |" in md and '"num_seeds": 2' in md
+  # Each seed's wall time, read back from its one process's event file.
+  assert "| seed | minutes | steps/s | processes |" in md
+  assert re.search(r"\| 4 \| \d+\.\d \| n/a \| 1 \|", md), md  # One epoch: no speed.
   # Every seed read the protocol's one dataset, none built its own.
   assert (seeds_dir / "tfds").is_dir() and (seeds_dir / "raw").is_dir()
   assert not list(seeds_dir.glob("seed_*/tfds")) and not list(seeds_dir.glob("seed_*/raw"))
@@ -114,6 +118,8 @@ def test_a_multiseed_run_killed_mid_seed_ends_with_the_same_summary(seeds_dir, s
   for name in ("summary.json", "seed_4/results.json", "seed_5/results.json",
                "seed_5/metrics.jsonl"):
     assert (workdir / name).read_text() == (seeds_dir / name).read_text(), name
+  # Both processes of seed 5 kept their event files (one second apart or not).
+  assert re.search(r"\| 5 \| \d+\.\d \| n/a \| 2 \|", (workdir / "summary.md").read_text())
 
 
 def test_run_outputs_hold_the_diagnostics(seeds_dir):
