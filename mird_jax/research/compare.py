@@ -63,10 +63,10 @@ def table(workdirs: list[str], reference: str | None = None,
   out = ["Test split, mean ± std over seeds.", "",
          summary_lib.markdown_table(["config", "seeds"] + list(metrics),
                 [[n, seeds(s)] + [_cell(s["test"][m]) for m in metrics]
-                 for n, s in zip(names, summaries)]), "",
-         f"Paired difference to {names[ref]} (row − reference, mean over common seeds; "
-         "two-sided paired t-test).", "",
-         _paired_table(names, summaries, ref, [(m, ("test", m)) for m in metrics])]
+                 for n, s in zip(names, summaries)])]
+  out += _paired_part(f"Paired difference to {names[ref]} (row − reference, mean over "
+                      "common seeds; two-sided paired t-test).", names, summaries, ref,
+                      [(m, ("test", m)) for m in metrics])
   dis = [(label, ("disentanglement",) + path) for label, path in _DISENTANGLEMENT + tuple(
       (f"var({z})", ("latent_variance", z)) for z in _keys(summaries, "disentanglement",
                                                            "latent_variance"))]
@@ -151,9 +151,15 @@ def _block(title: str, names, summaries, ref: int, columns) -> list[str]:
   return ["", title, "",
           summary_lib.markdown_table(["config"] + [label for label, _ in columns],
                                      [[n] + [_mean_cell(s, path) for _, path in columns]
-                                      for n, s in zip(names, summaries)]), "",
-          f"Paired difference to {names[ref]}.", "",
-          _paired_table(names, summaries, ref, columns)]
+                                      for n, s in zip(names, summaries)])] + _paired_part(
+      f"Paired difference to {names[ref]}.", names, summaries, ref, columns)
+
+
+def _paired_part(title: str, names, summaries, ref: int, columns) -> list[str]:
+  """The paired-difference table under its title; nothing for a table of one row."""
+  if len(names) < 2:
+    return []
+  return ["", title, "", _paired_table(names, summaries, ref, columns)]
 
 
 def _robustness(names, summaries, ref: int, metrics=("MAE", "Corr")) -> list[str]:

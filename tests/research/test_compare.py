@@ -77,3 +77,10 @@ def test_compare_reports_each_rows_wall_time_from_its_seed_folders(tmp_path, mon
   assert "| config | train minutes | steps/s | processes |" in text
   assert "| mim | 25.000 ± 7.071 | 0.450 ± 0.071 | 2 |" in text
   assert "| text | 6.000 | n/a | 1 |" in text  # One seed has no event file.
+
+
+def test_a_table_of_one_row_has_no_paired_differences(tmp_path):
+  only = _summary(tmp_path, "text", {0: (1.2, 0.3, 0.5), 1: (1.0, 0.5, 0.4)})
+  text = compare.table([str(only)], metrics=("MAE",))
+  assert "| text | 0,1 | 1.100 ± 0.141 |" in text and "Paired difference" not in text
+  assert "var(z_s)" in text  # Its other blocks stay.
