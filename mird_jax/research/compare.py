@@ -107,10 +107,8 @@ def _timing(names, workdirs, summaries) -> list[str]:
   if not any(t for row in per_row for t in row):
     return []
   cell = lambda row, key: _cell(summary_lib.mean_std(t.get(key) for t in row))
-  return ["", "Training wall time per seed (from the event writer's start to the last "
-          "validation: compiles included, data build and test scoring not) and median train "
-          "steps/s after each process's first epoch, mean ± std over seeds; the most "
-          "processes any seed took (more than 1: resumed).", "",
+  return ["", "Training wall time per row (mean ± std over seeds; processes: the most any "
+          f"seed took): {timing.MEASURES}.", "",
           summary_lib.markdown_table(["config", "train minutes", "steps/s", "processes"], [
               [n, cell(row, "train_minutes"), cell(row, "steps_per_s"),
                str(max((t.get("processes", 0) for t in row), default=0) or "n/a")]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from mird_jax.research import paired
+from mird_jax.runs import timing
 
 SUMMARY_VERSION = 1
 
@@ -107,11 +108,7 @@ def _timing_markdown(timings: dict[int, dict]) -> list[str]:
   if not rows:
     return []
   cell = lambda v, digits: "n/a" if v is None else f"{v:.{digits}f}"
-  return ["## Wall time (training)", "",
-          "Per seed: minutes from the event writer's start to the last validation (compiles "
-          "included; data build and final test scoring not), median train steps/s after "
-          "each process's first epoch, and the processes that trained it (more than 1: "
-          "resumed).", "",
+  return ["## Wall time (training)", "", f"Per seed: {timing.MEASURES}.", "",
           markdown_table(["seed", "minutes", "steps/s", "processes"], [
               [str(seed), cell(t.get("train_minutes"), 1), cell(t.get("steps_per_s"), 2),
                str(t["processes"])] for seed, t in rows]), ""]

@@ -21,6 +21,12 @@ import pathlib
 import statistics
 import struct
 
+# What the figures measure, in the words every table of them prints (summary.md, compare).
+MEASURES = ("minutes from the event writer's start to the last validation "
+            "(compiles included; data build and final test scoring not), median train "
+            "steps/s after each process's first epoch, and the processes that trained it "
+            "(more than 1: resumed)")
+
 _HEADER = struct.Struct("<QI")  # Record length, then its masked CRC; the data, a data CRC.
 
 
