@@ -12,7 +12,8 @@
 # e.g. MOSI_UTTERANCE=~/mosi_utterance bash docs/results.sh W real_models
 # Tables go to WORKDIR/tables/NAME.md, the wall time of each command to
 # WORKDIR/times.tsv, the machine to WORKDIR/hardware.txt. SEEDS=N runs the first N seeds
-# of every row now (a later run with more extends the same workdirs).
+# of every row now, and confirms each sweep over seeds 1 to N (a later run with more
+# extends the same workdirs and studies).
 set -euo pipefail
 W=${1:?usage: bash docs/results.sh WORKDIR [TABLE ...]}
 shift
@@ -26,8 +27,8 @@ for t in ${*:-$(research "' '.join(r.TABLES)") tuned}; do
   if [ "$t" = real ]; then TABLES+=($(research "' '.join(r.REAL_TABLES)") real_tuned)
   else TABLES+=("$t"); fi
 done
-EXTRA=()
-[ -n "${SEEDS:-}" ] && EXTRA=(--config.num_seeds="$SEEDS")
+EXTRA=() CONFIRM=()
+[ -n "${SEEDS:-}" ] && EXTRA=(--config.num_seeds="$SEEDS") CONFIRM=(--config.sweep.confirm_seeds="$SEEDS")
 
 data_args() {  # data_args ROW: sets DATA to the row's data flags
   case $(research "r.data_of('$1')") in
@@ -67,7 +68,7 @@ for table in "${TABLES[@]}"; do
       data_args "$row"
       reuse_row_seeds "$row"
       timed "tune_$row" "$PY" run.py --config="configs/research.py:tune_$row" --mode=sweep \
-        --workdir="$W/tuned/$row" "${DATA[@]}"
+        --workdir="$W/tuned/$row" "${DATA[@]}" ${CONFIRM[@]+"${CONFIRM[@]}"}
       best=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['best']['number'])" \
         "$W/tuned/$row/sweep.json")
       mkdir -p "$W/tuned_rows"

@@ -86,8 +86,8 @@ def test_results_script_runs_the_real_tables_on_the_folders_given(tmp_path):
             f"--workdir={w}/rows/{row} {data} --config.num_seeds=3") in calls, row
   for row in research.REAL_TUNED:
     assert (f"run.py --config=configs/research.py:tune_{row} --mode=sweep "
-            f"--workdir={w}/tuned/{row} --config.data.manual_dir={folders['utterance']}"
-            ) in calls
+            f"--workdir={w}/tuned/{row} --config.data.manual_dir={folders['utterance']} "
+            "--config.sweep.confirm_seeds=3") in calls  # SEEDS=3: confirmed over seeds 1-3.
   for table, (_, reference, rows) in research.REAL_TABLES.items():
     dirs = ",".join(f"{w}/rows/{r}" for r in rows)
     assert (w / "tables" / f"{table}.md").read_text() == (
